@@ -1,0 +1,96 @@
+"""Weights & Biases as the default logger, usable with no account and no network.
+
+``WandbLogger`` goes online when credentials exist (``WANDB_API_KEY`` or a ``wandb login`` entry in
+``~/.netrc``) and otherwise writes an offline run directory that ``wandb sync`` uploads later.
+``WANDB_MODE`` (``online``, ``offline``, ``disabled``) overrides the guess.
+
+``RunConfigSaver`` keeps each run's resolved config without the clash of Lightning's
+``SaveConfigCallback`` with W&B: every W&B run shares ``save_dir``, so the stock callback's
+``<save_dir>/config.yaml`` makes the second run fail (Lightning-AI/pytorch-lightning#7679, #14162).
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+
+CONFIG_NAME = "lightning_config.yaml"  # W&B keeps its own config.yaml in the run's files
+
+
+def wandb_credentials_available() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's ``WandbLogger`` with ``offline=None`` meaning: online if logged in, else offline.
+
+    Args mirror Lightning's; ``save_dir=None`` is set by the CLI to the run's ``default_root_dir``.
+    Extra keyword arguments go to ``wandb.init`` (e.g. ``group``, ``tags``, ``entity``).
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        save_dir: str | None = None,
+        project: str = "wide_lightning",
+        offline: bool | None = None,
+        log_model: bool | str = False,
+        id: str | None = None,
+        **kwargs,
+    ) -> None:
+        if offline is None:
+            mode = os.environ.get("WANDB_MODE", "").lower()
+            offline = mode in ("offline", "dryrun") or (mode == "" and not wandb_credentials_available())
+        if save_dir is not None:
+            Path(save_dir).mkdir(parents=True, exist_ok=True)
+        super().__init__(name=name, save_dir=save_dir or ".", project=project, offline=offline,
+                         log_model=log_model, id=id, **kwargs)
+
+
+def _unused_path(directory: Path, name: str) -> Path:
+    stem, suffix = os.path.splitext(name)
+    path, version = directory / name, 0
+    while path.exists():
+        version += 1
+        path = directory / f"{stem}-v{version}{suffix}"
+    return path
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Saves the resolved config into the W&B run (file and run config), or beside the checkpoints.
+
+    With a ``WandbLogger`` the YAML goes into the run's files (``lightning_config.yaml``, uploaded
+    with the run) and into ``run.config``. Without one it goes to ``trainer.log_dir``, and an existing
+    file is never overwritten (``config-v1.yaml``, ...), so runs sharing a folder keep theirs.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # collective: every rank calls it
+        if trainer.is_global_zero:
+            text = self.parser.dump(self.config, skip_none=False)
+            wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, LightningWandbLogger)]
+            for logger in wandb_loggers:
+                run = logger.experiment
+                run_dir = Path(run.dir) if getattr(run, "dir", None) else log_dir
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / CONFIG_NAME).write_text(text)
+                run.config.update({"lightning_config": self.config.as_dict()}, allow_val_change=True)
+            if not wandb_loggers:
+                log_dir.mkdir(parents=True, exist_ok=True)
+                _unused_path(log_dir, self.config_filename).write_text(text)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)

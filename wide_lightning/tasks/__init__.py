@@ -1,0 +1,26 @@
+"""LightningModules: base training, the linear probe and the raw-input baseline."""
+
+from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, resolve_lr
+from wide_lightning.tasks.classifier import ConvClassifier, MLPClassifier
+from wide_lightning.tasks.probe import (
+    CheckpointKindError,
+    LinearProbe,
+    ProbeNet,
+    RawInputLinear,
+    load_backbone_task,
+    load_checkpoint_dict,
+)
+
+__all__ = [
+    "CHECKPOINT_KEY",
+    "CheckpointKindError",
+    "ClassificationTask",
+    "ConvClassifier",
+    "LinearProbe",
+    "MLPClassifier",
+    "ProbeNet",
+    "RawInputLinear",
+    "load_backbone_task",
+    "load_checkpoint_dict",
+    "resolve_lr",
+]

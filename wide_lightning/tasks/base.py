@@ -1,0 +1,126 @@
+"""What every training task of the paper shares: cross-entropy, SGD with momentum, accuracy per split."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+#: The checkpoint key that marks a wide_lightning checkpoint and names its task class.
+CHECKPOINT_KEY = "wide_lightning"
+LearningRate = float | Literal["1/width"]
+
+
+def resolve_lr(lr: LearningRate, width: int) -> float:
+    """A number, or ``"1/width"`` for the paper's CIFAR-10 rule lr = 1/n (Appendix B.2)."""
+    if lr == "1/width":
+        return 1.0 / width
+    if isinstance(lr, str) or not lr > 0:
+        raise ValueError(f"lr must be a positive number or '1/width', got {lr!r}.")
+    return float(lr)
+
+
+class ClassificationTask(LightningModule):
+    """Trains ``self.net`` (a network with ``features`` and ``head``) with cross-entropy and SGD.
+
+    Logs ``{train,val,test}/{loss,acc}`` and ``{val,test}/acc_best`` (the best epoch so far). The
+    validation loop's loaders are named by the DataModule's ``val_split_names``: with
+    ``test_each_epoch`` the test split is evaluated every epoch too, as the paper's probes report
+    their best test accuracy.
+    """
+
+    #: Whether a checkpoint of this task can serve as the frozen backbone of a linear probe.
+    is_backbone = False
+    net: nn.Module
+
+    def __init__(self, num_classes: int, lr: float, momentum: float = 0.9) -> None:
+        super().__init__()
+        self.lr_value = lr
+        self.momentum = momentum
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+        self.test_acc_best = MaxMetric()
+        self._splits_seen: set[str] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (post-ReLU), the layer atlases and probes read."""
+        return self.net.features(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metric = getattr(self, f"{split}_acc")
+        metric(logits, y)
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
+                 add_dataloader_idx=False, sync_dist=not on_step)
+        self.log(f"{split}/acc", metric, on_step=False, on_epoch=True, prog_bar=True, add_dataloader_idx=False)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        names = getattr(self.trainer.datamodule, "val_split_names", None) or ["val"]
+        split = names[dataloader_idx]
+        self._splits_seen.add(split)
+        self._step(batch, split)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_start(self) -> None:
+        # The sanity check must not count as an epoch.
+        self.val_acc_best.reset()
+        self.test_acc_best.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._splits_seen = set()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        for split in sorted(self._splits_seen):
+            best = getattr(self, f"{split}_acc_best")
+            best(getattr(self, f"{split}_acc").compute())
+            self.log(f"{split}/acc_best", best.compute(), prog_bar=split == "val")
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @property
+    def lr(self) -> float:
+        return resolve_lr(self.lr_value, self.net.width)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.trainable_parameters(), lr=self.lr, momentum=self.momentum)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cls = type(self)
+        checkpoint[CHECKPOINT_KEY] = {"task": f"{cls.__module__}.{cls.__qualname__}", "is_backbone": self.is_backbone}
+
+    def on_fit_start(self) -> None:
+        # Lightning logs hparams; these are derived and matter for scans (Figure 4's x axis).
+        if self.logger is not None:
+            self.logger.log_hyperparams(self.summary())
+
+    def summary(self) -> dict[str, Any]:
+        """Facts about the network worth logging beside the hyper-parameters."""
+        return {
+            "width": self.net.width,
+            "depth": getattr(self.net, "depth", None),
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "trainable_parameters": sum(p.numel() for p in self.trainable_parameters()),
+            "lr_resolved": self.lr,
+        }

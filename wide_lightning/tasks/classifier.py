@@ -1,0 +1,66 @@
+"""Base training on the original task (Sections 4 and 5; Appendix B.2)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from wide_lightning.nets import MLP, ConvNet
+from wide_lightning.tasks.base import ClassificationTask, LearningRate
+
+
+class ConvClassifier(ClassificationTask):
+    """The paper's conv net with a penultimate layer of ``width`` units.
+
+    Args:
+        num_classes, input_shape: linked from the DataModule by the CLI.
+        width: units of the penultimate fully-connected layer (the paper's n).
+        conv_channels: filters of every conv layer, or ``"width"`` to scale them with n (CIFAR-10).
+        lr: a number, or ``"1/width"`` (the paper's CIFAR-10 rule).
+        momentum: SGD momentum (the paper: 0.9).
+    """
+
+    is_backbone = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        width: int = 2048,
+        conv_channels: int | Literal["width"] = 32,
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__(num_classes, lr, momentum)
+        self.save_hyperparameters()
+        self.net = ConvNet(input_shape, num_classes, width, conv_channels)
+        self.lr  # fail now, not at the first optimizer step, on a bad lr
+
+
+class MLPClassifier(ClassificationTask):
+    """A fully-connected net of ``depth`` hidden layers (Section 5.1, Figure 4 left).
+
+    Args:
+        num_classes, input_shape: linked from the DataModule by the CLI.
+        depth: hidden layers L.
+        width: units per hidden layer; ``None`` takes n(L) of Appendix B.3.1 (constant parameter count).
+        n_max: the width at L = 1 that fixes the parameter budget (the paper: 2000).
+        lr: a number, or ``"1/width"``.
+        momentum: SGD momentum (the paper: 0.9).
+    """
+
+    is_backbone = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        depth: int = 1,
+        width: int | None = None,
+        n_max: int = 2000,
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__(num_classes, lr, momentum)
+        self.save_hyperparameters()
+        self.net = MLP(input_shape, num_classes, depth, width, n_max)
+        self.lr

@@ -1,0 +1,130 @@
+"""Fine-tuning the last layer on a new task (Section 5), and the raw-input linear baseline (Figure 4, dashed)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wide_lightning.nets import PixelLinear, init_head_
+from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate
+
+
+class CheckpointKindError(ValueError):
+    """A checkpoint that is missing, unreadable, or not of the kind asked for."""
+
+
+def load_checkpoint_dict(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointKindError(f"checkpoint {path} does not exist; pass the .ckpt file a `wide-lightning fit` run wrote.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise CheckpointKindError(f"checkpoint {path} cannot be read ({error!r}); it is truncated or not a checkpoint.") from error
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
+        raise CheckpointKindError(
+            f"{path} is not a wide_lightning checkpoint (no {CHECKPOINT_KEY!r} entry); expected a checkpoint "
+            f"written by `wide-lightning fit` with a ConvClassifier or MLPClassifier model."
+        )
+    return checkpoint
+
+
+def load_backbone_task(path: str | Path) -> ClassificationTask:
+    """The base-training task saved in ``path`` (a ConvClassifier or MLPClassifier), in eval mode on the CPU."""
+    marker = load_checkpoint_dict(path)[CHECKPOINT_KEY]
+    module_name, _, class_name = marker["task"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if cls is None or not issubclass(cls, ClassificationTask):
+        raise CheckpointKindError(f"{path} names task {marker['task']!r}, which wide_lightning does not know.")
+    if not marker.get("is_backbone", False):
+        raise CheckpointKindError(
+            f"{path} is a {class_name} checkpoint; a linear probe needs a base-training checkpoint "
+            f"(ConvClassifier or MLPClassifier)."
+        )
+    task = cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    return task.eval()
+
+
+class ProbeNet(nn.Module):
+    """Frozen ``features`` under a fresh trainable ``head``."""
+
+    def __init__(self, features: nn.Module, head: nn.Linear, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.features = features.requires_grad_(False).eval()
+        self.head = head
+        self.width = head.in_features
+        self.input_shape = tuple(input_shape)
+
+    def train(self, mode: bool = True) -> "ProbeNet":
+        super().train(mode)
+        self.features.eval()  # frozen means frozen: no dropout, no batch-norm updates, ever
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h = self.features(x)
+        return self.head(h)
+
+
+class LinearProbe(ClassificationTask):
+    """A fresh linear head on the frozen features of a trained classifier (Section 5).
+
+    Args:
+        backbone_checkpoint: the base-training ``.ckpt`` to take the features from (its own
+            argument, not ``--ckpt_path``, which resumes *this* run).
+        num_classes, input_shape: linked from the DataModule (the new task); the class count may differ
+            from the backbone's, the input shape may not.
+        lr: learning rate of the head (the paper uses the base-training rate; it is silent on probes).
+        momentum: SGD momentum.
+
+    Use a DataModule with ``test_each_epoch: true``: the paper reports the best test accuracy over
+    fine-tuning epochs, logged here as ``test/acc_best``.
+    """
+
+    def __init__(
+        self,
+        backbone_checkpoint: str,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__(num_classes, lr, momentum)
+        self.save_hyperparameters()
+        backbone = load_backbone_task(backbone_checkpoint)
+        if tuple(backbone.net.input_shape) != tuple(input_shape):
+            raise ValueError(
+                f"the backbone in {backbone_checkpoint} takes inputs of shape {tuple(backbone.net.input_shape)}, "
+                f"but the data give {tuple(input_shape)}; probe it on data of the dataset it was trained on."
+            )
+        head = nn.Linear(backbone.net.width, num_classes)
+        init_head_(head)
+        self.net = ProbeNet(backbone.net.features, head, input_shape)
+        self.backbone_hparams = dict(backbone.hparams)
+        self.lr
+
+    def summary(self) -> dict[str, Any]:
+        facts = super().summary()
+        facts.update({f"backbone/{k}": v for k, v in self.backbone_hparams.items() if not k.startswith("_")})
+        facts["depth"] = self.backbone_hparams.get("depth")
+        return facts
+
+
+class RawInputLinear(ClassificationTask):
+    """A linear classifier on the raw pixels: the dashed reference line of Figure 4."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__(num_classes, lr, momentum)
+        self.save_hyperparameters()
+        self.net = PixelLinear(input_shape, num_classes)
+        self.lr
