@@ -58,6 +58,15 @@ class WideLightningCLI(LightningCLI):
         best = callback.best_model_path if callback is not None else ""
         trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
         self._report(best)
+        self._finish_wandb_run()
+
+    def _finish_wandb_run(self) -> None:
+        # One fit is one W&B run: close it so a later run in the same process starts its own.
+        if any(isinstance(logger, WandbLogger) for logger in self.trainer.loggers) and self.trainer.is_global_zero:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
 
     def _report(self, best: str) -> None:
         lines = [f"best checkpoint: {best or '(none saved)'}"]

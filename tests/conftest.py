@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.fake_data import make_cifar10, make_cifar100, make_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def fake_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder with fake MNIST (12,000 train / 400 test), CIFAR-10 and CIFAR-100 in their official formats.
+
+    12,000 training digits let the shipped configs run unchanged (MNIST holds out 10,000 for validation).
+    """
+    root = tmp_path_factory.mktemp("fake_data")
+    make_mnist(root, n_train=12_000)
+    make_cifar10(root)
+    make_cifar100(root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own folder, with W&B offline and quiet, and leaves torch's thread count alone."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def real_mnist_dir() -> Path | None:
+    """Where real MNIST is, if anywhere: ``$WIDE_LIGHTNING_DATA`` (CI) or ``../shared/datasets`` beside the repo."""
+    for candidate in (os.environ.get("WIDE_LIGHTNING_DATA"), REPO.parent / "shared" / "datasets"):
+        if candidate and any((Path(candidate) / "MNIST" / "raw").glob("train-images-idx3-ubyte*")):
+            return Path(candidate)
+    return None

@@ -1,0 +1,171 @@
+"""The command line as users type it: every shipped config, resume, W&B offline runs, bad flags."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Trainer
+
+from tests.conftest import REPO
+from wide_lightning.cli import build_cli
+from wide_lightning.data import CIFAR100Coarse, TranslatedMNIST
+from wide_lightning.data.base import DATA_ENV
+from wide_lightning.tasks import CHECKPOINT_KEY, ConvClassifier, MLPClassifier
+
+CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml"))
+QUICK = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
+         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+@pytest.fixture()
+def data_env(fake_data_dir, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
+    return fake_data_dir
+
+
+def save_backbone(model, path: Path) -> str:
+    trainer = Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def backbones(tmp_path_factory):
+    """Untrained base-training checkpoints for the probe configs (one per dataset family)."""
+    root = tmp_path_factory.mktemp("backbones")
+    return {
+        "translated_mnist": save_backbone(MLPClassifier(28, (1, 28, 28), depth=2, width=32), root / "mlp.ckpt"),
+        "cifar100_coarse": save_backbone(ConvClassifier(3, (3, 32, 32), width=32, conv_channels=4), root / "conv.ckpt"),
+    }
+
+
+def test_every_paper_run_has_a_config():
+    assert len(CONFIGS) == 12, CONFIGS
+    for path in CONFIGS:
+        config = yaml.safe_load((REPO / path).read_text())
+        assert config["model"]["class_path"].startswith("wide_lightning.")
+        assert config["data"]["class_path"].startswith("wide_lightning.")
+        assert config["data"]["init_args"]["batch_size"] == 128  # Appendix B.2
+        assert config["trainer"]["default_root_dir"] == "runs/" + path.removeprefix("configs/").removesuffix(".yaml")
+
+
+@pytest.mark.parametrize(
+    "config",
+    # CIFAR-10 at n = 2048 has 2048 filters per conv layer (381M parameters): ~30 s on 2 cores.
+    [pytest.param(c, marks=pytest.mark.slow) if c == "configs/cifar10/conv_n2048.yaml" else c for c in CONFIGS],
+)
+def test_fast_dev_run_of_every_config(config, data_env, backbones):
+    args = ["fit", "--config", str(REPO / config), "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"]
+    if "probe" in config:
+        args.append(f"--model.init_args.backbone_checkpoint={backbones[config.split('/')[1]]}")
+    if "cifar10/conv_n2048" in config:
+        args.append("--data.init_args.batch_size=2")  # 2048 filters per conv layer: keep the CPU step short
+    cli = build_cli(args)
+    assert cli.trainer.state.finished
+    assert "test/acc" in cli.trainer.callback_metrics  # fit ran test afterwards in the same command
+
+
+def test_fit_tests_the_best_checkpoint_and_resumes_from_last(data_env, tmp_path):
+    config = str(REPO / "configs/mnist/conv_n20.yaml")
+    common = ["--config", config, *QUICK, "--trainer.logger=false", "--model.init_args.conv_channels=4"]
+    first = build_cli(["fit", *common, "--trainer.max_epochs=1"])
+    checkpoints = tmp_path / "runs/mnist/conv_n20/checkpoints"
+    last = checkpoints / "last.ckpt"
+    assert last.is_file() and first.trainer.global_step == 2
+    assert first.trainer.checkpoint_callback.best_model_path.startswith(str(checkpoints))
+    resumed = build_cli(["fit", *common, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 4  # continued, not restarted
+    saved = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 4 and saved[CHECKPOINT_KEY]["task"].endswith("ConvClassifier")
+    assert len(list(checkpoints.glob("epoch*.ckpt"))) >= 1  # nothing of the first run was lost
+
+
+def test_wandb_offline_runs_keep_their_resolved_config_and_do_not_clash(data_env, tmp_path):
+    config = str(REPO / "configs/translated_mnist/mlp_shift.yaml")
+    args = ["fit", "--config", config, *QUICK, "--trainer.max_epochs=1", "--model.init_args.depth=2",
+            "--model.init_args.width=16"]
+    build_cli(args)
+    build_cli(args)  # a second run into the same save_dir: Lightning's stock SaveConfigCallback fails here
+    runs = sorted((tmp_path / "runs/translated_mnist/mlp_shift/wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    for run in runs:
+        saved = yaml.safe_load((run / "files" / "lightning_config.yaml").read_text())
+        assert saved["model"]["init_args"]["depth"] == 2
+        assert saved["data"]["class_path"].endswith("TranslatedMNIST")
+
+
+def test_config_is_kept_without_wandb_and_never_overwritten(data_env, tmp_path):
+    args = ["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), *QUICK, "--trainer.max_epochs=1",
+            "--model.init_args.conv_channels=4", "--trainer.logger=false"]
+    build_cli(args)
+    build_cli(args)
+    root = tmp_path / "runs/mnist/conv_n20"
+    assert (root / "config.yaml").is_file() and (root / "config-v1.yaml").is_file()
+
+
+def test_data_links_into_the_model(data_env):
+    cli = build_cli(["--config", str(REPO / "configs/translated_mnist/mlp_shift.yaml"),
+                     "--model.init_args.depth=20"], run=False)
+    assert cli.model.hparams.num_classes == 28 and tuple(cli.model.hparams.input_shape) == (1, 28, 28)
+    assert cli.model.net.width == 271
+    assert isinstance(cli.datamodule, TranslatedMNIST)
+
+
+def test_print_config_shows_everything(data_env, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli(["fit", "--config", str(REPO / "configs/cifar100_coarse/conv_n2000.yaml"), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["lr"] == 0.0129
+    assert printed["data"]["init_args"]["target"] == "coarse"
+    assert printed["checkpoint"]["monitor"] == "val/acc"
+    assert printed["trainer"]["logger"]["class_path"] == "wide_lightning.loggers.WandbLogger"
+
+
+def test_unknown_key_is_rejected_with_its_name(data_env, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--model.init_args.widht=5"])
+    assert exit_info.value.code != 0
+    assert "widht" in capsys.readouterr().err
+
+
+def test_impossible_width_is_a_clear_error(data_env):
+    with pytest.raises(ValueError, match="width must be a positive integer, got 0"):
+        build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--model.init_args.width=0"])
+
+
+def test_missing_data_is_a_clear_error_from_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "empty"))
+    with pytest.raises(Exception, match="MNIST: missing train-images-idx3-ubyte"):
+        build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--data.init_args.download=false",
+                   "--trainer.fast_dev_run=true"])
+
+
+def test_python_dash_m_and_the_console_script_work():
+    for command in ([sys.executable, "-m", "wide_lightning", "--help"], [str(Path(sys.executable).parent / "wide-lightning"), "fit", "--help"]):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "fit" in result.stdout
+
+
+def test_cifar100_probe_pipeline_end_to_end(data_env, tmp_path):
+    """Base run on the coarse label, then the probe on the fine label from its last checkpoint."""
+    base = build_cli(["fit", "--config", str(REPO / "configs/cifar100_coarse/conv_n2000.yaml"), *QUICK,
+                      "--trainer.max_epochs=1", "--model.init_args.width=16", "--model.init_args.conv_channels=4",
+                      "--trainer.logger=false"])
+    assert isinstance(base.datamodule, CIFAR100Coarse) and base.model.net.head.out_features == 3
+    last = tmp_path / "runs/cifar100_coarse/conv_n2000/checkpoints/last.ckpt"
+    probe = build_cli(["fit", "--config", str(REPO / "configs/cifar100_coarse/probe_fine.yaml"), *QUICK,
+                       "--trainer.max_epochs=2", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+                       "--trainer.logger.init_args.save_dir=csv"])
+    assert probe.model.net.head.out_features == 15
+    assert str(last) == str(tmp_path / probe.model.hparams.backbone_checkpoint)
+    rows = list(csv.DictReader(open(next((tmp_path / "csv").rglob("metrics.csv")))))
+    best = [float(r["test/acc_best"]) for r in rows if r.get("test/acc_best")]
+    per_epoch = [float(r["test/acc"]) for r in rows if r.get("test/acc") and r.get("epoch") in ("0", "1")]
+    assert len(best) == 2 and best[1] == pytest.approx(max(per_epoch[:2]))

@@ -1,0 +1,119 @@
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from wide_lightning.data import MNIST, TranslatedMNIST
+from wide_lightning.tasks import (
+    CheckpointKindError,
+    ConvClassifier,
+    LinearProbe,
+    MLPClassifier,
+    RawInputLinear,
+    load_backbone_task,
+    resolve_lr,
+)
+
+
+def tiny_trainer(**kwargs) -> Trainer:
+    options = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, enable_checkpointing=False, max_epochs=1,
+                   limit_train_batches=4, limit_val_batches=2, limit_test_batches=2, num_sanity_val_steps=0)
+    options.update(kwargs)
+    return Trainer(**options)
+
+
+@pytest.fixture()
+def backbone_checkpoint(fake_data_dir, tmp_path):
+    data = TranslatedMNIST(data_dir=fake_data_dir, download=False, batch_size=64)
+    model = MLPClassifier(num_classes=data.num_classes, input_shape=data.input_shape, depth=2, width=16)
+    trainer = tiny_trainer()
+    trainer.fit(model, datamodule=data)
+    path = tmp_path / "backbone.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_lr_rule_one_over_width():
+    assert resolve_lr("1/width", 64) == pytest.approx(1 / 64)
+    assert resolve_lr(0.0129, 64) == 0.0129
+    model = ConvClassifier(num_classes=10, input_shape=(3, 32, 32), width=64, conv_channels=4, lr="1/width")
+    assert model.configure_optimizers().param_groups[0]["lr"] == pytest.approx(1 / 64)
+    with pytest.raises(ValueError, match="lr must be a positive number or '1/width', got -1"):
+        ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, lr=-1)
+
+
+def test_classifier_uses_sgd_with_momentum():
+    model = MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=20)
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.param_groups[0]["momentum"] == 0.9 and optimizer.param_groups[0]["lr"] == 0.01
+    assert model.net.width == 271
+
+
+def test_training_logs_every_split_and_the_best(fake_data_dir):
+    data = MNIST(data_dir=fake_data_dir, download=False, val_size=200, batch_size=64, test_each_epoch=True)
+    model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=4)
+    trainer = tiny_trainer(max_epochs=2)
+    trainer.fit(model, datamodule=data)
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc", "test/acc_best"):
+        assert key in metrics, key
+    assert metrics["val/acc_best"] >= metrics["val/acc"]
+    result = trainer.test(model, datamodule=data, verbose=False)[0]
+    assert set(result) == {"test/loss", "test/acc"}
+
+
+def test_probe_trains_only_the_head_and_leaves_the_backbone_bit_identical(fake_data_dir, backbone_checkpoint):
+    original = load_backbone_task(backbone_checkpoint).net.features.state_dict()
+    data = TranslatedMNIST(data_dir=fake_data_dir, download=False, target="digit", batch_size=64, test_each_epoch=True)
+    probe = LinearProbe(str(backbone_checkpoint), num_classes=10, input_shape=(1, 28, 28))
+    head_before = {k: v.clone() for k, v in probe.net.head.state_dict().items()}
+    assert probe.net.head.out_features == 10  # the backbone had 28 classes
+    assert {id(p) for p in probe.trainable_parameters()} == {id(p) for p in probe.net.head.parameters()}
+    trainer = tiny_trainer(max_epochs=2)
+    trainer.fit(probe, datamodule=data)
+    for name, tensor in probe.net.features.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    assert not torch.equal(probe.net.head.weight, head_before["weight"])
+    assert "test/acc_best" in trainer.callback_metrics
+    probe.train()
+    assert probe.training and probe.net.head.training and not probe.net.features.training
+
+
+def test_probe_rejects_checkpoints_of_the_wrong_kind(fake_data_dir, backbone_checkpoint, tmp_path):
+    with pytest.raises(CheckpointKindError, match="does not exist"):
+        LinearProbe(str(tmp_path / "missing.ckpt"), num_classes=10, input_shape=(1, 28, 28))
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointKindError, match="cannot be read"):
+        LinearProbe(str(garbage), num_classes=10, input_shape=(1, 28, 28))
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointKindError, match="not a wide_lightning checkpoint"):
+        LinearProbe(str(foreign), num_classes=10, input_shape=(1, 28, 28))
+    probe = LinearProbe(str(backbone_checkpoint), num_classes=10, input_shape=(1, 28, 28))
+    probe_path = tmp_path / "probe.ckpt"
+    trainer = tiny_trainer(max_epochs=1, limit_train_batches=1)
+    trainer.fit(probe, datamodule=TranslatedMNIST(data_dir=fake_data_dir, download=False, target="digit"))
+    trainer.save_checkpoint(probe_path)
+    with pytest.raises(CheckpointKindError, match="is a LinearProbe checkpoint; a linear probe needs a base-training"):
+        LinearProbe(str(probe_path), num_classes=10, input_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(1, 28, 28\), but the data give \(3, 32, 32\)"):
+        LinearProbe(str(backbone_checkpoint), num_classes=15, input_shape=(3, 32, 32))
+
+
+def test_raw_input_linear_is_a_linear_classifier_on_pixels(fake_data_dir):
+    model = RawInputLinear(num_classes=10, input_shape=(1, 28, 28))
+    assert sum(p.numel() for p in model.parameters()) == 784 * 10 + 10
+    data = TranslatedMNIST(data_dir=fake_data_dir, download=False, target="digit", test_each_epoch=True)
+    trainer = tiny_trainer()
+    trainer.fit(model, datamodule=data)
+    assert "test/acc_best" in trainer.callback_metrics
+
+
+def test_checkpoint_round_trip_restores_the_same_network(backbone_checkpoint):
+    task = load_backbone_task(backbone_checkpoint)
+    assert isinstance(task, MLPClassifier) and not task.training
+    again = load_backbone_task(backbone_checkpoint)
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(task(x), again(x))
