@@ -108,7 +108,13 @@ class ClassificationTask(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
-        checkpoint[CHECKPOINT_KEY] = {"task": f"{cls.__module__}.{cls.__qualname__}", "is_backbone": self.is_backbone}
+        marker: dict[str, Any] = {"task": f"{cls.__module__}.{cls.__qualname__}", "is_backbone": self.is_backbone}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None:  # lets `wide-lightning-atlas` rebuild the data from the checkpoint alone
+            dm_cls = type(datamodule)
+            marker["datamodule"] = {"class_path": f"{dm_cls.__module__}.{dm_cls.__qualname__}",
+                                    "init_args": dict(getattr(datamodule, "hparams", {}))}
+        checkpoint[CHECKPOINT_KEY] = marker
 
     def on_fit_start(self) -> None:
         # Lightning logs hparams; these are derived and matter for scans (Figure 4's x axis).

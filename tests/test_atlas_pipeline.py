@@ -1,0 +1,170 @@
+"""The atlas end to end: pipeline, end-of-training callback, and the checkpoint command."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Trainer
+
+from tests.conftest import REPO
+from wide_lightning.atlas import AtlasSettings, LayerNotFoundError, build_atlas, layer_reader
+from wide_lightning.atlas.collect import collect_activations
+from wide_lightning.atlas.command import atlas as atlas_command
+from wide_lightning.callbacks import ActivationAtlas
+from wide_lightning.cli import build_cli
+from wide_lightning.data import MNIST, TranslatedMNIST
+from wide_lightning.data.base import DATA_ENV
+from wide_lightning.tasks import CheckpointKindError, ConvClassifier
+
+TINY = AtlasSettings(grid_size=4, min_density=2, steps=8, neurons=3, reducer="pca", max_points=600)
+
+
+@pytest.fixture()
+def mnist(fake_data_dir):
+    return MNIST(data_dir=fake_data_dir, download=False, val_size=10_000, batch_size=256)
+
+
+@pytest.fixture()
+def trained(mnist, tmp_path):
+    model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=12, conv_channels=4, lr=0.05)
+    trainer = Trainer(logger=False, enable_checkpointing=False, max_epochs=1, limit_train_batches=6,
+                      limit_val_batches=1, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=mnist)
+    path = tmp_path / "run" / "checkpoints" / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return model, path
+
+
+def collect(model, dm, layer="features"):
+    read = layer_reader(model.net, layer)
+    return read, collect_activations(read, dm.dataset("train"), lambda x: dm.batch_transform(x, train=False))
+
+
+def test_build_atlas_produces_every_figure_and_number(trained, mnist, tmp_path):
+    model, _ = trained
+    read, acts = collect(model, mnist)
+    result = build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0,
+                         settings=TINY, head_weight=model.net.head.weight)
+    k = len(result.layout.cells)
+    assert 0 < k <= 16 and result.icons.icons.shape == (k, 1, 28, 28)
+    assert result.icons.icons.min() >= 0 and result.icons.icons.max() <= 1
+    assert result.neuron_icons.icons.shape == (3, 1, 28, 28) and len(result.neuron_indices) == 3
+    assert set(result.figures) == {"umap_histogram", "atlas", "neurons", "panel"}
+    assert result.figures["atlas"].shape == (4 * 28, 4 * 28, 3)
+    for key in ("atlas/participation_ratio", "atlas/active_units", "atlas/decode/digit/layout_knn",
+                "atlas/classifier_subspace_energy", "atlas/seconds/render_icons"):
+        assert np.isfinite(result.metrics[key]), key
+    assert result.metrics["atlas/icon_objective_raised"] > 0.5
+    first = result.save(tmp_path / "atlas")
+    second = result.save(tmp_path / "atlas")  # never overwrites an earlier atlas
+    assert first != second and second.name == "atlas-v1"
+    for name in ("panel.png", "atlas.png", "umap_histogram.png", "neurons.png", "atlas.npz", "settings.txt"):
+        assert (first / name).is_file(), name
+    saved = np.load(first / "atlas.npz")
+    assert saved["icons"].shape == (k, 1, 28, 28) and saved["counts"].min() > TINY.min_density
+    assert saved["count_matrix"].shape == (4, 4) and len(saved["label_digit"]) == 600
+
+
+def test_classifier_subspace_atlas_lives_in_the_head_row_span(trained, mnist):
+    model, _ = trained
+    read, acts = collect(model, mnist)
+    settings = AtlasSettings(**{**TINY.__dict__, "space": "classifier_subspace", "neurons": 0})
+    result = build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0,
+                         settings=settings, head_weight=model.net.head.weight)
+    w = model.net.head.weight.detach().numpy()
+    residual = result.layout.directions - result.layout.directions @ np.linalg.pinv(w) @ w
+    assert np.abs(residual).max() < 1e-4
+    with pytest.raises(ValueError, match="needs the head's weights"):
+        build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=settings)
+
+
+def test_layer_reader_names_and_errors(trained):
+    model, _ = trained
+    x = torch.rand(2, 1, 28, 28)
+    assert layer_reader(model.net, "features")(x).shape == (2, 12)
+    assert layer_reader(model.net, "input")(x).shape == (2, 784)
+    assert layer_reader(model.net, "features.3")(x).shape == (2, 4)  # a conv output, read at its centre
+    with pytest.raises(LayerNotFoundError, match=r"layer 'features.99' does not exist; choose 'features'"):
+        layer_reader(model.net, "features.99")
+
+
+def test_grid_too_large_for_the_data_is_a_clear_error(trained, mnist):
+    model, _ = trained
+    read, acts = collect(model, mnist)
+    settings = AtlasSettings(**{**TINY.__dict__, "grid_size": 60, "min_density": 300})  # 600 points
+    with pytest.raises(ValueError, match="min_density"):
+        build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=settings)
+
+
+def test_command_renders_from_a_checkpoint_with_its_recorded_data(trained, fake_data_dir, tmp_path):
+    _, path = trained
+    out = atlas_command(str(path), grid_size=4, min_density=2, steps=4, neurons=2, reducer="pca", max_points=500,
+                        device="cpu")
+    assert out == tmp_path / "run" / "atlas" and (out / "panel.png").is_file()
+    control = atlas_command(str(path), control="untrained", grid_size=4, min_density=2, steps=4, neurons=0,
+                            reducer="pca", max_points=500, device="cpu")
+    assert control.name == "atlas_untrained"
+    raw = atlas_command(str(path), control="raw_input", grid_size=4, min_density=2, steps=4, neurons=2,
+                        reducer="pca", max_points=500, device="cpu", preview=True)
+    assert np.load(raw / "atlas.npz")["directions"].shape[1] == 784
+
+
+def test_command_rejects_a_wrong_checkpoint_and_wrong_data(trained, fake_data_dir, tmp_path):
+    _, path = trained
+    bogus = tmp_path / "bogus.ckpt"
+    torch.save({"state_dict": {}}, bogus)
+    with pytest.raises(CheckpointKindError, match="not a wide_lightning checkpoint"):
+        atlas_command(str(bogus))
+    from wide_lightning.data import CIFAR10
+
+    with pytest.raises(ValueError, match=r"takes inputs \(1, 28, 28\) but CIFAR10 gives \(3, 32, 32\)"):
+        atlas_command(str(path), data=CIFAR10(data_dir=fake_data_dir, download=False))
+    with pytest.raises(LayerNotFoundError):
+        atlas_command(str(path), layer="head", reducer="pca", max_points=300, device="cpu")
+
+
+def test_command_line_parses_data_and_flags(trained, fake_data_dir, capsys):
+    from wide_lightning.atlas.command import main
+
+    _, path = trained
+    main(["--checkpoint", str(path), "--data", "TranslatedMNIST", f"--data.data_dir={fake_data_dir}",
+          "--data.target=digit", "--grid_size=3", "--min_density=2", "--steps=2", "--neurons=0", "--reducer=pca",
+          "--max_points=400", "--device=cpu", "--whiten=false"])
+    assert "atlas written to" in capsys.readouterr().out
+
+
+def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
+    cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
+                     "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
+                     "--trainer.enable_progress_bar=false", "--model.init_args.conv_channels=4",
+                     "--trainer.callbacks+=wide_lightning.callbacks.ActivationAtlas",
+                     "--trainer.callbacks.init_args.grid_size=4", "--trainer.callbacks.init_args.min_density=2",
+                     "--trainer.callbacks.init_args.steps=4", "--trainer.callbacks.init_args.neurons=2",
+                     "--trainer.callbacks.init_args.reducer=pca", "--trainer.callbacks.init_args.max_points=500"])
+    callback = next(c for c in cli.trainer.callbacks if isinstance(c, ActivationAtlas))
+    assert callback.error is None and callback.directory == tmp_path / "runs/mnist/conv_n20/atlas"
+    assert (callback.directory / "atlas.npz").is_file()
+    media = list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/images/atlas/*.png"))
+    assert {p.name.split("_")[0] for p in media} >= {"atlas", "panel", "neurons", "umap"}
+    assert list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/table/atlas/*.json"))
+    assert "test/acc" in cli.trainer.callback_metrics
+
+
+def test_a_failed_atlas_keeps_the_checkpoint_and_the_test(fake_data_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr("wide_lightning.callbacks.build_atlas", broken)
+    with pytest.warns(UserWarning, match="ActivationAtlas failed .*renderer exploded.*checkpoints and logged metrics are kept"):
+        cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
+                         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+                         "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false",
+                         "--trainer.logger=false", "--model.init_args.conv_channels=4",
+                         "--trainer.callbacks+=wide_lightning.callbacks.ActivationAtlas"])
+    root = tmp_path / "runs/mnist/conv_n20"
+    assert (root / "checkpoints" / "last.ckpt").is_file()
+    assert "renderer exploded" in (root / "atlas" / "atlas_error.txt").read_text()
+    assert "test/acc" in cli.trainer.callback_metrics

@@ -1,0 +1,10 @@
+"""Activation atlases of a whole hidden state (Carter et al. 2019, as the paper used them).
+
+collect -> layout (UMAP, grid, cell means, whitening) -> render (all icons in one batched
+optimization) -> figures and numbers. ``pipeline.build_atlas`` chains them for the end-of-training
+callback (``wide_lightning.callbacks.ActivationAtlas``) and the command (``wide-lightning-atlas``).
+"""
+
+from wide_lightning.atlas.pipeline import AtlasResult, AtlasSettings, LayerNotFoundError, build_atlas, layer_reader
+
+__all__ = ["AtlasResult", "AtlasSettings", "LayerNotFoundError", "build_atlas", "layer_reader"]

@@ -1,0 +1,140 @@
+"""``wide-lightning-atlas``: the atlas figures of a saved checkpoint, without retraining.
+
+    wide-lightning-atlas --checkpoint runs/mnist/conv_n2048/checkpoints/last.ckpt
+    wide-lightning-atlas --checkpoint X.ckpt --data MNIST --data.data_dir ../shared/datasets --preview true
+    wide-lightning-atlas --checkpoint X.ckpt --control untrained     # Appendix A.1
+    wide-lightning-atlas --checkpoint X.ckpt --control raw_input     # Appendix A.2
+
+The DataModule is rebuilt from the checkpoint (runs of ``wide-lightning fit`` record it) unless
+``--data`` gives one; ``--data_dir`` overrides only where the files are.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from wide_lightning.atlas.collect import collect_activations
+from wide_lightning.atlas.pipeline import AtlasSettings, build_atlas, layer_reader
+from wide_lightning.data.base import ImageDataModule
+from wide_lightning.tasks.base import CHECKPOINT_KEY
+from wide_lightning.tasks.probe import CheckpointKindError, load_backbone_task, load_checkpoint_dict
+
+
+def datamodule_from_checkpoint(checkpoint: str | Path, data_dir: str | None = None) -> ImageDataModule:
+    marker = load_checkpoint_dict(checkpoint)[CHECKPOINT_KEY]
+    recorded = marker.get("datamodule")
+    if recorded is None:
+        raise CheckpointKindError(
+            f"{checkpoint} does not record its DataModule; name it, e.g. --data MNIST --data.data_dir DIR."
+        )
+    module_name, _, class_name = recorded["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    init_args = dict(recorded["init_args"])
+    if data_dir is not None:
+        init_args["data_dir"] = data_dir
+    return cls(**init_args)
+
+
+def atlas(
+    checkpoint: str,
+    data: ImageDataModule | None = None,
+    data_dir: str | None = None,
+    out_dir: str | None = None,
+    layer: str = "features",
+    control: Literal["none", "untrained", "raw_input"] = "none",
+    grid_size: int | None = None,
+    min_density: int = 10,
+    steps: int | None = None,
+    whiten: bool = True,
+    neurons: int = 10,
+    space: Literal["hidden", "classifier_subspace"] = "hidden",
+    max_points: int | None = None,
+    icon_size: int | None = None,
+    reducer: Literal["umap", "pca"] = "umap",
+    preview: bool = False,
+    seed: int = 0,
+    split: Literal["train", "val", "test"] = "train",
+    device: str = "auto",
+    batch_size: int = 1024,
+) -> Path:
+    """Render the atlas figures of a trained classifier and write them next to it.
+
+    Args:
+        checkpoint: a base-training checkpoint (ConvClassifier or MLPClassifier).
+        data: the DataModule whose ``split`` is laid out (default: the one recorded in the checkpoint).
+        data_dir: where the dataset's files are, overriding the recorded or given DataModule's.
+        out_dir: output folder (default: ``atlas/`` beside the checkpoint's folder; never overwritten).
+        layer: ``features`` (the penultimate layer), ``input`` (the pixels) or a module of
+            ``net.features`` such as ``features.3``.
+        control: ``untrained``: the same architecture freshly initialized (Appendix A.1, seeded);
+            ``raw_input``: activations = pixels (Appendix A.2).
+        grid_size, min_density, steps, whiten, neurons, space, max_points, icon_size, reducer, seed: see
+            ``AtlasSettings`` (unset: the paper's 15 x 15 grid, 512 steps, all points).
+        preview: unset values become 64 steps, a 10 x 10 grid and 10,000 points.
+        split: which split to lay out (the paper: the whole training set).
+        device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
+        batch_size: batch size for collecting activations.
+
+    Returns:
+        The folder with ``panel.png``, ``atlas.png``, ``umap_histogram.png``, ``neurons.png``, ``atlas.npz``.
+    """
+    started = time.perf_counter()
+    task = load_backbone_task(checkpoint)
+    datamodule = data if data is not None else datamodule_from_checkpoint(checkpoint, data_dir)
+    if data is not None and data_dir is not None:
+        datamodule.data_dir = Path(data_dir)
+    if tuple(datamodule.input_shape) != tuple(task.net.input_shape):
+        raise ValueError(f"{checkpoint} takes inputs {tuple(task.net.input_shape)} but {type(datamodule).__name__} "
+                         f"gives {tuple(datamodule.input_shape)}.")
+    if control == "untrained":
+        torch.manual_seed(seed)
+        task = type(task)(**{k: v for k, v in task.hparams.items() if not k.startswith("_")}).eval()
+    if control == "raw_input":
+        layer = "input"
+    run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    task = task.to(run_device)
+    read = layer_reader(task.net, layer)
+    given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
+    settings = (AtlasSettings.preview if preview else AtlasSettings)(
+        min_density=min_density, whiten=whiten, neurons=neurons, space=space, icon_size=icon_size, reducer=reducer,
+        seed=seed, **given)
+    dataset = datamodule.dataset(split)
+    collect_started = time.perf_counter()
+    activations = collect_activations(read, dataset, lambda x: datamodule.batch_transform(x, train=False),
+                                      batch_size=batch_size, device=run_device)
+    collect_seconds = time.perf_counter() - collect_started
+    if space == "classifier_subspace" and layer != "features":
+        raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
+    result = build_atlas(
+        activations, read, input_shape=tuple(datamodule.input_shape), normalize=datamodule.normalize,
+        pad_value=datamodule.pad_value, settings=settings,
+        head_weight=task.net.head.weight if layer == "features" else None,  # the head reads the penultimate layer
+        class_label=datamodule.target, device=run_device, log=print,
+        title=f"{type(datamodule).__name__}, width {task.net.width}" + ("" if control == "none" else f" ({control})"),
+    )
+    result.metrics["atlas/seconds/collect"] = collect_seconds
+    result.metrics["atlas/seconds/total"] = time.perf_counter() - started
+    target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / (
+        "atlas" if control == "none" else f"atlas_{control}")
+    directory = result.save(target)
+    lines = [f"{k} = {v:.4g}" for k, v in sorted(result.metrics.items())]
+    print("\n".join(lines))
+    print(f"atlas written to {directory}")
+    return directory
+
+
+def main(args: list[str] | None = None) -> None:
+    from jsonargparse import CLI
+
+    import wide_lightning.data  # noqa: F401  (short class names for --data)
+
+    CLI(atlas, args=args, as_positional=False)
+
+
+if __name__ == "__main__":
+    main()
