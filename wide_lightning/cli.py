@@ -1,26 +1,37 @@
 """``wide-lightning`` / ``python -m wide_lightning``: one LightningCLI in subclass mode.
 
-``fit`` trains, then tests the best checkpoint in the same command. Each run's checkpoints go to
-``<trainer.default_root_dir>/checkpoints`` (every config names its own root), so
-``fit --ckpt_path last`` finds the newest ``last*.ckpt`` of that run and resumes it.
+``fit`` trains, then tests the best checkpoint in the same command. If the config has a ``probe``
+section with a ``target`` (a transfer run, one point of Figure 4), it then trains a linear probe on
+the frozen features for that new target, logging into the same W&B run under ``probe/``. Every
+``fit`` ends by writing ``summary.json`` (width, depth, parameter count, seed, test accuracies,
+checkpoints, W&B run) into its run directory: what ``wide-lightning-report`` reads.
+
+Each run's checkpoints go to ``<trainer.default_root_dir>/checkpoints`` (every config names its
+own root; under a W&B sweep agent, ``checkpoints/<run id>``), so ``fit --ckpt_path last`` finds the
+newest ``last*.ckpt`` of that run and resumes it.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_info
 
 import wide_lightning.data  # noqa: F401  (so YAML may name classes by their short names)
 import wide_lightning.tasks  # noqa: F401
 from wide_lightning.data.base import ImageDataModule
-from wide_lightning.loggers import RunConfigSaver
+from wide_lightning.loggers import PrefixedLogger, RunConfigSaver
 from wide_lightning.tasks.base import ClassificationTask
+from wide_lightning.tasks.probe import LinearProbe
 
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/acc",
@@ -31,20 +42,62 @@ CHECKPOINT_DEFAULTS = {
 }
 
 
+@dataclass
+class ProbeSpec:
+    """The new task of a transfer run (Section 5); no ``target``, no probe.
+
+    Args:
+        target: the DataModule's label for the new task (``digit`` for translated MNIST, ``fine``
+            for CIFAR-100 coarse).
+        lr: the probe head's learning rate (default: the base run's resolved rate).
+        max_epochs: probe epochs (default: the base run's).
+        backbone: which base checkpoint the probe freezes: ``last`` (the network at the end of
+            training, default) or ``best`` (best validation accuracy).
+    """
+
+    target: str | None = None
+    lr: float | None = None
+    max_epochs: int | None = None
+    backbone: Literal["last", "best"] = "last"
+
+
+def init_arguments(module: Any) -> dict[str, Any]:
+    """A module's saved init arguments without the private entries LightningCLI adds (``_class_path``...)."""
+    return {k: v for k, v in dict(getattr(module, "hparams", {})).items() if not k.startswith("_")}
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items())}
+
+
+def _unused(path: Path) -> Path:
+    candidate, version = path, 0
+    while candidate.exists():
+        version += 1
+        candidate = path.with_name(f"{path.stem}-v{version}{path.suffix}")
+    return candidate
+
+
 class WideLightningCLI(LightningCLI):
-    """Links the DataModule's ``num_classes`` and ``input_shape`` into the model and tests after ``fit``."""
+    """Links the DataModule's ``num_classes`` and ``input_shape`` into the model; test, probe and summary after ``fit``."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
+        parser.add_class_arguments(ProbeSpec, "probe")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
+    def _subconfig(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
+        config = self._subconfig()
         root = config.trainer.default_root_dir or "."
         if config.get("checkpoint") is not None and config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = os.path.join(root, "checkpoints")
+            # a sweep agent runs many points from one config: give each run its own folder
+            run_id = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
+            config.checkpoint.dirpath = os.path.join(root, "checkpoints", *([run_id] if run_id else []))
         logger = config.trainer.logger
         init_args = getattr(logger, "init_args", None)
         if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
@@ -54,33 +107,132 @@ class WideLightningCLI(LightningCLI):
         trainer = self.trainer
         if trainer.state.status == TrainerStatus.INTERRUPTED:
             return
+        fit_metrics = _scalars(trainer.callback_metrics)  # test() below resets them
         callback = trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
-        trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
-        self._report(best)
-        self._finish_wandb_run()
+        test_metrics = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+        summary = self._summary(fit_metrics, test_metrics[0] if test_metrics else {}, best)
+        try:
+            spec = ProbeSpec(**vars(self._subconfig().probe))
+            if spec.target is not None:
+                summary["kind"] = "transfer"
+                summary["probe"] = self._run_probe(spec, summary)
+        except Exception as error:
+            summary["status"] = "failed"
+            summary["error"] = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            if trainer.is_global_zero:
+                self._write_summary(summary)
+                self._report(summary)
+            self._finish_wandb_run(summary)
 
-    def _finish_wandb_run(self) -> None:
-        # One fit is one W&B run: close it so a later run in the same process starts its own.
-        if any(isinstance(logger, WandbLogger) for logger in self.trainer.loggers) and self.trainer.is_global_zero:
-            import wandb
+    # -- transfer ---------------------------------------------------------------------------------
 
-            if wandb.run is not None:
-                wandb.finish()
-
-    def _report(self, best: str) -> None:
-        lines = [f"best checkpoint: {best or '(none saved)'}"]
+    def _run_probe(self, spec: ProbeSpec, summary: dict[str, Any]) -> dict[str, Any]:
+        """A linear probe on the frozen features just trained, for ``spec.target``, in the same W&B run."""
         callback = self.trainer.checkpoint_callback
-        if callback is not None and callback.last_model_path and os.path.exists(callback.last_model_path):
-            lines.append(f"last checkpoint: {callback.last_model_path} (resume with --ckpt_path last)")
+        backbone = (callback.last_model_path if spec.backbone == "last" else callback.best_model_path) if callback else ""
+        if self.trainer.fast_dev_run:  # no checkpoints are saved: probe the weights at hand
+            backbone = os.path.join(callback.dirpath if callback else self.trainer.default_root_dir, "fast_dev_run.ckpt")
+            self.trainer.save_checkpoint(backbone)
+        if not backbone or not os.path.exists(backbone):
+            raise RuntimeError(f"the transfer run has no {spec.backbone} checkpoint to probe ({backbone!r}).")
+        data = type(self.datamodule)(**{**init_arguments(self.datamodule), "target": spec.target, "test_each_epoch": True})
+        probe = LinearProbe(backbone, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+                            lr=spec.lr if spec.lr is not None else self.model.lr, momentum=self.model.momentum)
+        trainer_config = {k: v for k, v in vars(self._subconfig().trainer).items()
+                          if k not in ("callbacks", "logger", "enable_checkpointing")}
+        if spec.max_epochs is not None:
+            trainer_config["max_epochs"] = spec.max_epochs
+        probe_dir = os.path.join(callback.dirpath, "probe")
+        checkpoint = ModelCheckpoint(dirpath=probe_dir, **{k.split(".", 1)[1]: v for k, v in CHECKPOINT_DEFAULTS.items()})
+        loggers = [PrefixedLogger(logger, "probe/") for logger in self.trainer.loggers]
+        trainer = Trainer(**trainer_config, callbacks=[checkpoint], logger=loggers or False)
+        rank_zero_info(f"transfer: linear probe for target {spec.target!r} on the frozen features of {backbone}")
+        trainer.fit(probe, datamodule=data)
+        fit_metrics = _scalars(trainer.callback_metrics)
+        return {
+            "target": spec.target, "backbone_checkpoint": backbone, "checkpoint": checkpoint.best_model_path,
+            "lr": probe.lr, "max_epochs": trainer.max_epochs, **fit_metrics,
+        }
+
+    # -- the record a finished run leaves ----------------------------------------------------------
+
+    def _summary(self, fit_metrics: dict[str, float], test_metrics: dict[str, float], best: str) -> dict[str, Any]:
+        model, data = self.model, self.datamodule
+        facts = model.summary()
+        callback = self.trainer.checkpoint_callback
+        config = self._subconfig()
+        return {
+            "kind": "fit",
+            "status": "finished",
+            "model": type(model).__name__,
+            "dataset": type(data).__name__,
+            "target": data.target,
+            "width": facts["width"],
+            "depth": facts.get("depth"),
+            "parameters": facts["parameters"],
+            "lr": facts["lr_resolved"],
+            "seed": config.get("seed_everything"),
+            "max_epochs": self.trainer.max_epochs,
+            "config": [str(c) for c in (config.get("config") or [])],
+            "base": {**fit_metrics, **_scalars(test_metrics)},
+            "checkpoints": {"best": best, "last": callback.last_model_path if callback else ""},
+            "wandb": self._wandb_facts(),
+        }
+
+    def _wandb_facts(self) -> dict[str, Any] | None:
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 run = logger.experiment
                 run_dir = getattr(run, "dir", None)
                 if isinstance(run_dir, str):
-                    where = getattr(run, "url", None) or f"offline; upload with `wandb sync {os.path.dirname(run_dir)}`"
-                    lines.append(f"W&B run: {where}")
+                    return {"id": getattr(run, "id", None), "project": getattr(run, "project", None),
+                            "url": getattr(run, "url", None), "dir": os.path.dirname(run_dir)}
+        return None
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        root = Path(self.trainer.default_root_dir)
+        run_id = (summary.get("wandb") or {}).get("id")
+        name = f"summary-{run_id}.json" if os.environ.get("WANDB_SWEEP_ID") and run_id else "summary.json"
+        path = _unused(root / name)
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2, default=str))
+        summary["summary_file"] = str(path)
+
+    def _report(self, summary: dict[str, Any]) -> None:
+        lines = [f"best checkpoint: {summary['checkpoints']['best'] or '(none saved)'}"]
+        last = summary["checkpoints"]["last"]
+        if last and os.path.exists(last):
+            lines.append(f"last checkpoint: {last} (resume with --ckpt_path last)")
+        if "probe" in summary:
+            probe = summary["probe"]
+            lines.append(f"probe ({probe['target']}): best test accuracy {probe.get('test/acc_best', float('nan')):.4f}, "
+                         f"checkpoint {probe['checkpoint']}")
+        wandb_facts = summary.get("wandb")
+        if wandb_facts:
+            lines.append(f"W&B run: {wandb_facts['url'] or 'offline; upload with `wandb sync ' + wandb_facts['dir'] + '`'}")
+        lines.append(f"summary: {summary.get('summary_file')}")
         rank_zero_info("\n".join(lines))
+
+    def _finish_wandb_run(self, summary: dict[str, Any]) -> None:
+        # One fit is one W&B run: record the summary, then close it so a later run starts its own.
+        if not self.trainer.is_global_zero:
+            return
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                run = logger.experiment
+                flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) or v is None}
+                for section in ("base", "probe"):
+                    flat.update({f"{section}/{k}": v for k, v in (summary.get(section) or {}).items()
+                                 if isinstance(v, (int, float))})
+                if hasattr(run, "summary"):
+                    run.summary.update(flat)
+                import wandb
+
+                if wandb.run is not None:
+                    wandb.finish(exit_code=0 if summary.get("status") == "finished" else 1)
 
 
 def build_cli(args: ArgsType = None, run: bool = True, **kwargs: Any) -> WideLightningCLI:

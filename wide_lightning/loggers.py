@@ -16,9 +16,13 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from typing import Any
+
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 CONFIG_NAME = "lightning_config.yaml"  # W&B keeps its own config.yaml in the run's files
 
@@ -94,3 +98,45 @@ class RunConfigSaver(SaveConfigCallback):
                 _unused_path(log_dir, self.config_filename).write_text(text)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+class PrefixedLogger(Logger):
+    """Logs through another logger with every metric and hyper-parameter name prefixed.
+
+    A transfer run logs its probe as ``probe/...`` into the base run's W&B run, so the base's
+    ``test/acc`` and the probe's ``probe/test/acc_best`` sit side by side and neither overwrites the
+    other. The wrapped logger is not finalized here: its owner closes it.
+    """
+
+    def __init__(self, logger: Logger, prefix: str) -> None:
+        super().__init__()
+        self.inner = logger
+        self.prefix = prefix
+
+    @property
+    def name(self) -> str | None:
+        return self.inner.name
+
+    @property
+    def version(self) -> Any:
+        return self.inner.version
+
+    @property
+    def save_dir(self) -> str | None:
+        return self.inner.save_dir
+
+    @property
+    def experiment(self) -> Any:
+        return self.inner.experiment
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.inner.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=step)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        params = params if isinstance(params, dict) else vars(params)
+        self.inner.log_hyperparams({f"{self.prefix}{k}": v for k, v in params.items()})
+
+    def finalize(self, status: str) -> None:
+        pass

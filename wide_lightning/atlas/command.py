@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 
 from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.atlas.pipeline import AtlasSettings, build_atlas, layer_reader
+from wide_lightning.atlas.pipeline import AtlasSettings, build_atlas, layer_reader, subset_indices
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.tasks.base import CHECKPOINT_KEY
 from wide_lightning.tasks.probe import CheckpointKindError, load_backbone_task, load_checkpoint_dict
@@ -56,6 +56,7 @@ def atlas(
     max_points: int | None = None,
     icon_size: int | None = None,
     reducer: Literal["umap", "pca"] = "umap",
+    reproducible_layout: bool = True,
     preview: bool = False,
     seed: int = 0,
     split: Literal["train", "val", "test"] = "train",
@@ -73,7 +74,8 @@ def atlas(
             ``net.features`` such as ``features.3``.
         control: ``untrained``: the same architecture freshly initialized (Appendix A.1, seeded);
             ``raw_input``: activations = pixels (Appendix A.2).
-        grid_size, min_density, steps, whiten, neurons, space, max_points, icon_size, reducer, seed: see
+        grid_size, min_density, steps, whiten, neurons, space, max_points, icon_size, reducer,
+            reproducible_layout, seed: see
             ``AtlasSettings`` (unset: the paper's 15 x 15 grid, 512 steps, all points).
         preview: unset values become 64 steps, a 10 x 10 grid and 10,000 points.
         split: which split to lay out (the paper: the whole training set).
@@ -102,8 +104,10 @@ def atlas(
     given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
     settings = (AtlasSettings.preview if preview else AtlasSettings)(
         min_density=min_density, whiten=whiten, neurons=neurons, space=space, icon_size=icon_size, reducer=reducer,
-        seed=seed, **given)
+        reproducible_layout=reproducible_layout, seed=seed, **given)
     dataset = datamodule.dataset(split)
+    if settings.max_points is not None and settings.max_points < len(dataset):  # collect only what is laid out
+        dataset = dataset.subset(subset_indices(len(dataset), settings.max_points, settings.seed))
     collect_started = time.perf_counter()
     activations = collect_activations(read, dataset, lambda x: datamodule.batch_transform(x, train=False),
                                       batch_size=batch_size, device=run_device)

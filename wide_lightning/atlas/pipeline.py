@@ -44,6 +44,8 @@ class AtlasSettings:
             of the head's weight rows, as the paper's Discussion proposes for very wide networks).
         max_points: lay out at most this many examples (a seeded subset), for previews; ``None``: all.
         reducer: ``umap`` (the paper) or ``pca`` (2 principal components: instant, for tests and quick looks).
+        reproducible_layout: seed UMAP (bit-reproducible, but UMAP then runs on one core,
+            lmcinnes/umap#298); ``False`` lets it use every core.
         seed: seeds UMAP, the neuron choice, the icons and the subset.
         decode: label names whose decodability is measured (default: every label of the dataset).
     """
@@ -60,6 +62,7 @@ class AtlasSettings:
     space: Space = "hidden"
     max_points: int | None = None
     reducer: Literal["umap", "pca"] = "umap"
+    reproducible_layout: bool = True
     seed: int = 0
     decode: list[str] | None = None
 
@@ -116,6 +119,11 @@ class AtlasResult:
         return directory
 
 
+def subset_indices(n: int, count: int, seed: int) -> torch.Tensor:
+    """A seeded, sorted choice of ``count`` of ``n`` examples (the ``max_points`` subset)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].sort().values
+
+
 def projected(features: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """``features`` followed by the orthogonal projection onto the columns of ``basis`` ([C, r])."""
     projector = basis @ basis.T
@@ -156,8 +164,7 @@ def build_atlas(
     acts = activations.activations.float()
     labels = {name: values.numpy() for name, values in activations.labels.items()}
     if settings.max_points is not None and settings.max_points < len(acts):
-        keep = torch.randperm(len(acts), generator=torch.Generator().manual_seed(settings.seed))[: settings.max_points]
-        keep = keep.sort().values
+        keep = subset_indices(len(acts), settings.max_points, settings.seed)
         acts = acts[keep]
         labels = {name: values[keep.numpy()] for name, values in labels.items()}
     if settings.space == "classifier_subspace":
@@ -172,7 +179,8 @@ def build_atlas(
     start = time.perf_counter()
     say(f"atlas: laying out {len(acts)} activations of width {acts.shape[1]} (UMAP)")
     layout = compute_layout(
-        acts.numpy(), grid_size=settings.grid_size, min_density=settings.min_density, seed=settings.seed,
+        acts.numpy(), grid_size=settings.grid_size, min_density=settings.min_density,
+        seed=settings.seed if settings.reproducible_layout else None,
         reducer=reducer or REDUCERS[settings.reducer], whiten_mode=settings.whiten_mode if settings.whiten else None,
     )
     seconds["layout"] = time.perf_counter() - start

@@ -113,7 +113,8 @@ class ClassificationTask(LightningModule):
         if datamodule is not None:  # lets `wide-lightning-atlas` rebuild the data from the checkpoint alone
             dm_cls = type(datamodule)
             marker["datamodule"] = {"class_path": f"{dm_cls.__module__}.{dm_cls.__qualname__}",
-                                    "init_args": dict(getattr(datamodule, "hparams", {}))}
+                                    "init_args": {k: v for k, v in dict(getattr(datamodule, "hparams", {})).items()
+                                                  if not k.startswith("_")}}
         checkpoint[CHECKPOINT_KEY] = marker
 
     def on_fit_start(self) -> None:
