@@ -136,7 +136,7 @@ def test_command_line_parses_data_and_flags(trained, fake_data_dir, capsys):
 def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monkeypatch, tmp_path):
     monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
     cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
-                     "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
+                     "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
                      "--trainer.enable_progress_bar=false", "--model.init_args.conv_channels=4",
                      "--trainer.callbacks+=wide_lightning.callbacks.ActivationAtlas",
                      "--trainer.callbacks.init_args.grid_size=4", "--trainer.callbacks.init_args.min_density=2",
@@ -160,8 +160,8 @@ def test_a_failed_atlas_keeps_the_checkpoint_and_the_test(fake_data_dir, monkeyp
     monkeypatch.setattr("wide_lightning.callbacks.build_atlas", broken)
     with pytest.warns(UserWarning, match="ActivationAtlas failed .*renderer exploded.*checkpoints and logged metrics are kept"):
         cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
-                         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-                         "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false",
+                         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
+                         "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false",
                          "--trainer.logger=false", "--model.init_args.conv_channels=4",
                          "--trainer.callbacks+=wide_lightning.callbacks.ActivationAtlas"])
     root = tmp_path / "runs/mnist/conv_n20"

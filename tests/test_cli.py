@@ -17,7 +17,8 @@ from wide_lightning.data.base import DATA_ENV
 from wide_lightning.tasks import CHECKPOINT_KEY, ConvClassifier, MLPClassifier
 
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml"))
-QUICK = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
+# integers >= 2: jsonargparse reads Lightning's Union[int, float] "1" as 1.0, i.e. every batch
+QUICK = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 

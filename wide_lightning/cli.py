@@ -110,7 +110,10 @@ class WideLightningCLI(LightningCLI):
         fit_metrics = _scalars(trainer.callback_metrics)  # test() below resets them
         callback = trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
+        last = callback.last_model_path if callback is not None else ""
         test_metrics = trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+        if callback is not None:  # testing "best" restored the callback's state as it was when best was saved
+            callback.last_model_path = last
         summary = self._summary(fit_metrics, test_metrics[0] if test_metrics else {}, best)
         try:
             spec = ProbeSpec(**vars(self._subconfig().probe))

@@ -281,10 +281,7 @@ def class_histogram(
     _draw_histogram(ax, xy01, labels, class_names, bins, cmap, grid_size, legend=True)
     if title:
         ax.set_title(title, fontsize=9)
-    image = figure_to_array(figure)
-    if path is not None:
-        save_png(image, path)
-    return image
+    return _finish(figure, path)
 
 
 def atlas_panel(
@@ -326,6 +323,11 @@ def atlas_panel(
         bottom.set_axis_off()
     if title:
         top.set_title(title, fontsize=10)
+    return _finish(figure, path)
+
+
+def _finish(figure: Any, path: str | Path | None) -> np.ndarray:
+    """The figure as uint8 RGB, also written to ``path`` if given."""
     image = figure_to_array(figure)
     if path is not None:
         save_png(image, path)
