@@ -138,11 +138,13 @@ def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monk
     cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
                      "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
                      "--trainer.enable_progress_bar=false", "--model.init_args.conv_channels=4",
-                     "--trainer.callbacks+=wide_lightning.callbacks.ActivationAtlas",
+                     # the config's own ActivationAtlas callback, made tiny
                      "--trainer.callbacks.init_args.grid_size=4", "--trainer.callbacks.init_args.min_density=2",
                      "--trainer.callbacks.init_args.steps=4", "--trainer.callbacks.init_args.neurons=2",
                      "--trainer.callbacks.init_args.reducer=pca", "--trainer.callbacks.init_args.max_points=500"])
-    callback = next(c for c in cli.trainer.callbacks if isinstance(c, ActivationAtlas))
+    atlases = [c for c in cli.trainer.callbacks if isinstance(c, ActivationAtlas)]
+    assert len(atlases) == 1 and atlases[0].settings.grid_size == 4  # the config's callback, overridden
+    callback = atlases[0]
     assert callback.error is None and callback.directory == tmp_path / "runs/mnist/conv_n20/atlas"
     assert (callback.directory / "atlas.npz").is_file()
     media = list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/images/atlas/*.png"))
@@ -162,8 +164,7 @@ def test_a_failed_atlas_keeps_the_checkpoint_and_the_test(fake_data_dir, monkeyp
         cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
                          "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
                          "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false",
-                         "--trainer.logger=false", "--model.init_args.conv_channels=4",
-                         "--trainer.callbacks+=wide_lightning.callbacks.ActivationAtlas"])
+                         "--trainer.logger=false", "--model.init_args.conv_channels=4"])
     root = tmp_path / "runs/mnist/conv_n20"
     assert (root / "checkpoints" / "last.ckpt").is_file()
     assert "renderer exploded" in (root / "atlas" / "atlas_error.txt").read_text()

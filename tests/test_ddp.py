@@ -11,7 +11,8 @@ from tests.conftest import REPO
 from wide_lightning.atlas.command import atlas as atlas_command
 from wide_lightning.data.base import DATA_ENV
 
-ATLAS = ["--trainer.callbacks+=wide_lightning.callbacks.ActivationAtlas", "--trainer.callbacks.init_args.grid_size=5",
+# the config's own ActivationAtlas callback, made tiny
+ATLAS = ["--trainer.callbacks.init_args.grid_size=5",
          "--trainer.callbacks.init_args.min_density=3", "--trainer.callbacks.init_args.steps=3",
          "--trainer.callbacks.init_args.neurons=2", "--trainer.callbacks.init_args.reducer=pca"]
 
