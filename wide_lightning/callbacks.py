@@ -6,12 +6,12 @@ import traceback
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from wide_lightning.atlas.collect import collect_activations, gather_activations
+from wide_lightning.atlas.figures import to_uint8
 from wide_lightning.atlas.pipeline import AtlasResult, AtlasSettings, build_atlas
 
 
@@ -103,7 +103,7 @@ class ActivationAtlas(Callback):
             logger.log_metrics(result.metrics, step=step)
             if isinstance(logger, WandbLogger):
                 for name, image in result.figures.items():
-                    logger.log_image(key=f"atlas/{name}", images=[np.clip(image, 0, 255) if image.dtype == np.uint8 else np.clip(image, 0, 1)], step=step)
+                    logger.log_image(key=f"atlas/{name}", images=[to_uint8(image)], step=step)
                 rows = [[int(i), int(j), int(c), float(o)] for (i, j), c, o in
                         zip(result.layout.cells, result.layout.counts, result.icons.objective.tolist())]
                 logger.log_table(key="atlas/cells", columns=["i", "j", "count", "objective"], data=rows, step=step)

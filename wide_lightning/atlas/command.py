@@ -86,6 +86,8 @@ def atlas(
         The folder with ``panel.png``, ``atlas.png``, ``umap_histogram.png``, ``neurons.png``, ``atlas.npz``.
     """
     started = time.perf_counter()
+    if space == "classifier_subspace" and (layer != "features" or control == "raw_input"):
+        raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
     task = load_backbone_task(checkpoint)
     datamodule = data if data is not None else datamodule_from_checkpoint(checkpoint, data_dir)
     if data is not None and data_dir is not None:
@@ -112,8 +114,6 @@ def atlas(
     activations = collect_activations(read, dataset, lambda x: datamodule.batch_transform(x, train=False),
                                       batch_size=batch_size, device=run_device)
     collect_seconds = time.perf_counter() - collect_started
-    if space == "classifier_subspace" and layer != "features":
-        raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
     result = build_atlas(
         activations, read, input_shape=tuple(datamodule.input_shape), normalize=datamodule.normalize,
         pad_value=datamodule.pad_value, settings=settings,

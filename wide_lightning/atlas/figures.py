@@ -95,7 +95,7 @@ def icon_grid(icons: Any, ncols: int | None = None, pad: int = 2, background: fl
     return out
 
 
-def _to_uint8(array: Any) -> np.ndarray:
+def to_uint8(array: Any) -> np.ndarray:
     x = as_numpy(array)
     if x.ndim == 3 and x.shape[-1] == 1:
         x = x[..., 0]
@@ -115,7 +115,7 @@ def save_png(array: Any, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_to_uint8(array)).save(path, format="PNG")
+    Image.fromarray(to_uint8(array)).save(path, format="PNG")
     return path
 
 
