@@ -10,9 +10,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from wide_lightning.atlas.collect import collect_activations, gather_activations
+from wide_lightning.atlas.collect import collect_from_datamodule
 from wide_lightning.atlas.figures import to_uint8
 from wide_lightning.atlas.pipeline import AtlasResult, AtlasSettings, build_atlas
+from wide_lightning.atlas.render import render_kwargs
 
 
 class ActivationAtlas(Callback):
@@ -60,20 +61,12 @@ class ActivationAtlas(Callback):
             return
         datamodule = trainer.datamodule
         out_dir = Path(self.output_dir or Path(trainer.default_root_dir) / "atlas").resolve()
-        dataset = datamodule.dataset("train")
-        local, failure = None, None
-        try:  # every rank: its share of the training set, sampler padding included
-            local = collect_activations(
-                pl_module.net.features, dataset, lambda x: datamodule.batch_transform(x, train=False),
-                batch_size=self.batch_size, device=pl_module.device,
-                rank=trainer.global_rank, world_size=trainer.world_size,
-            )
-        except Exception as error:  # noqa: BLE001 - reported below, must not leave other ranks waiting
-            failure = error
-        if not trainer.strategy.reduce_boolean_decision(failure is None, all=True):
-            self._report(trainer, out_dir, failure or RuntimeError("another rank failed to collect activations"))
+        try:  # a collective: every rank collects its share, all ranks raise together on a failure
+            activations = collect_from_datamodule(pl_module.net, datamodule, "train", batch_size=self.batch_size,
+                                                  device=pl_module.device, trainer=trainer)
+        except Exception as error:  # noqa: BLE001 - the trained model must survive a failed atlas
+            self._report(trainer, out_dir, error)
             return
-        activations = gather_activations(local, trainer.strategy, len(dataset))
         if trainer.is_global_zero:
             try:
                 self._render(trainer, pl_module, activations, out_dir)
@@ -85,8 +78,7 @@ class ActivationAtlas(Callback):
         datamodule = trainer.datamodule
         net = pl_module.net
         result = build_atlas(
-            activations, net.features, input_shape=tuple(datamodule.input_shape), normalize=datamodule.normalize,
-            pad_value=datamodule.pad_value, settings=self.settings, head_weight=net.head.weight,
+            activations, net.features, **render_kwargs(datamodule), settings=self.settings, head_weight=net.head.weight,
             class_label=datamodule.target, device=pl_module.device, log=rank_zero_info,
             title=f"{type(datamodule).__name__}, width {net.width}",
         )

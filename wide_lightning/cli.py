@@ -29,8 +29,8 @@ from lightning.pytorch.utilities import rank_zero_info
 import wide_lightning.data  # noqa: F401  (so YAML may name classes by their short names)
 import wide_lightning.tasks  # noqa: F401
 from wide_lightning.data.base import ImageDataModule
-from wide_lightning.loggers import PrefixedLogger, RunConfigSaver
-from wide_lightning.tasks.base import ClassificationTask
+from wide_lightning.loggers import PrefixedLogger, RunConfigSaver, unused_path
+from wide_lightning.tasks.base import ClassificationTask, init_arguments
 from wide_lightning.tasks.probe import LinearProbe
 
 CHECKPOINT_DEFAULTS = {
@@ -61,21 +61,8 @@ class ProbeSpec:
     backbone: Literal["last", "best"] = "last"
 
 
-def init_arguments(module: Any) -> dict[str, Any]:
-    """A module's saved init arguments without the private entries LightningCLI adds (``_class_path``...)."""
-    return {k: v for k, v in dict(getattr(module, "hparams", {})).items() if not k.startswith("_")}
-
-
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items())}
-
-
-def _unused(path: Path) -> Path:
-    candidate, version = path, 0
-    while candidate.exists():
-        version += 1
-        candidate = path.with_name(f"{path.stem}-v{version}{path.suffix}")
-    return candidate
 
 
 class WideLightningCLI(LightningCLI):
@@ -199,7 +186,7 @@ class WideLightningCLI(LightningCLI):
         root = Path(self.trainer.default_root_dir)
         run_id = (summary.get("wandb") or {}).get("id")
         name = f"summary-{run_id}.json" if os.environ.get("WANDB_SWEEP_ID") and run_id else "summary.json"
-        path = _unused(root / name)
+        path = unused_path(root / name)
         root.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2, default=str))
         summary["summary_file"] = str(path)

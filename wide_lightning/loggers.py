@@ -63,13 +63,13 @@ class WandbLogger(LightningWandbLogger):
                          log_model=log_model, id=id, **kwargs)
 
 
-def _unused_path(directory: Path, name: str) -> Path:
-    stem, suffix = os.path.splitext(name)
-    path, version = directory / name, 0
-    while path.exists():
+def unused_path(path: Path) -> Path:
+    """``path``, or ``<stem>-v1<suffix>``, ``-v2``... if taken: an earlier run's file is never overwritten."""
+    candidate, version = path, 0
+    while candidate.exists():
         version += 1
-        path = directory / f"{stem}-v{version}{suffix}"
-    return path
+        candidate = path.with_name(f"{path.stem}-v{version}{path.suffix}")
+    return candidate
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -95,7 +95,7 @@ class RunConfigSaver(SaveConfigCallback):
                 run.config.update({"lightning_config": self.config.as_dict()}, allow_val_change=True)
             if not wandb_loggers:
                 log_dir.mkdir(parents=True, exist_ok=True)
-                _unused_path(log_dir, self.config_filename).write_text(text)
+                unused_path(log_dir / self.config_filename).write_text(text)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 

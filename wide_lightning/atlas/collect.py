@@ -239,7 +239,8 @@ def collect_from_datamodule(
     """``net.features`` over a whole split of an ``ImageDataModule``, without augmentation.
 
     With a ``trainer`` the work is shared over its ranks and gathered (a collective: call on every
-    rank); every rank returns all ``len(split)`` rows in dataset order.
+    rank); every rank returns all ``len(split)`` rows in dataset order. If collecting fails on any
+    rank, every rank raises (after agreeing on it), so none is left waiting in the gather.
     """
     dataset = datamodule.dataset(split)
 
@@ -248,8 +249,14 @@ def collect_from_datamodule(
 
     if trainer is None or getattr(trainer, "world_size", 1) == 1:
         return collect_activations(net.features, dataset, transform, batch_size=batch_size, device=device)
-    local = collect_activations(
-        net.features, dataset, transform, batch_size=batch_size, device=device,
-        rank=trainer.global_rank, world_size=trainer.world_size,
-    )
+    local, failure = None, None
+    try:  # this rank's share of the split, sampler padding included
+        local = collect_activations(
+            net.features, dataset, transform, batch_size=batch_size, device=device,
+            rank=trainer.global_rank, world_size=trainer.world_size,
+        )
+    except Exception as error:  # noqa: BLE001 - re-raised below once every rank knows
+        failure = error
+    if not trainer.strategy.reduce_boolean_decision(failure is None, all=True):
+        raise failure or RuntimeError("another rank failed to collect activations; see its log.")
     return gather_activations(local, trainer.strategy, len(dataset))

@@ -20,8 +20,9 @@ import torch
 
 from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.pipeline import AtlasSettings, build_atlas, layer_reader, subset_indices
+from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.data.base import ImageDataModule
-from wide_lightning.tasks.base import CHECKPOINT_KEY
+from wide_lightning.tasks.base import CHECKPOINT_KEY, init_arguments
 from wide_lightning.tasks.probe import CheckpointKindError, load_backbone_task, load_checkpoint_dict
 
 
@@ -97,7 +98,7 @@ def atlas(
                          f"gives {tuple(datamodule.input_shape)}.")
     if control == "untrained":
         torch.manual_seed(seed)
-        task = type(task)(**{k: v for k, v in task.hparams.items() if not k.startswith("_")}).eval()
+        task = type(task)(**init_arguments(task)).eval()
     if control == "raw_input":
         layer = "input"
     run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
@@ -115,8 +116,7 @@ def atlas(
                                       batch_size=batch_size, device=run_device)
     collect_seconds = time.perf_counter() - collect_started
     result = build_atlas(
-        activations, read, input_shape=tuple(datamodule.input_shape), normalize=datamodule.normalize,
-        pad_value=datamodule.pad_value, settings=settings,
+        activations, read, **render_kwargs(datamodule), settings=settings,
         head_weight=task.net.head.weight if layer == "features" else None,  # the head reads the penultimate layer
         class_label=datamodule.target, device=run_device, log=print,
         title=f"{type(datamodule).__name__}, width {task.net.width}" + ("" if control == "none" else f" ({control})"),

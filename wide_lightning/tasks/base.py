@@ -16,6 +16,11 @@ CHECKPOINT_KEY = "wide_lightning"
 LearningRate = float | Literal["1/width"]
 
 
+def init_arguments(module: Any) -> dict[str, Any]:
+    """A module's saved init arguments without the private entries LightningCLI adds (``_class_path``...)."""
+    return {k: v for k, v in dict(getattr(module, "hparams", {})).items() if not k.startswith("_")}
+
+
 def resolve_lr(lr: LearningRate, width: int) -> float:
     """A number, or ``"1/width"`` for the paper's CIFAR-10 rule lr = 1/n (Appendix B.2)."""
     if lr == "1/width":
@@ -113,8 +118,7 @@ class ClassificationTask(LightningModule):
         if datamodule is not None:  # lets `wide-lightning-atlas` rebuild the data from the checkpoint alone
             dm_cls = type(datamodule)
             marker["datamodule"] = {"class_path": f"{dm_cls.__module__}.{dm_cls.__qualname__}",
-                                    "init_args": {k: v for k, v in dict(getattr(datamodule, "hparams", {})).items()
-                                                  if not k.startswith("_")}}
+                                    "init_args": init_arguments(datamodule)}
         checkpoint[CHECKPOINT_KEY] = marker
 
     def on_fit_start(self) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from wide_lightning.nets import PixelLinear, init_head_
-from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate
+from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
 
 
 class CheckpointKindError(ValueError):
@@ -104,12 +104,12 @@ class LinearProbe(ClassificationTask):
         head = nn.Linear(backbone.net.width, num_classes)
         init_head_(head)
         self.net = ProbeNet(backbone.net.features, head, input_shape)
-        self.backbone_hparams = dict(backbone.hparams)
+        self.backbone_hparams = init_arguments(backbone)
         self.lr
 
     def summary(self) -> dict[str, Any]:
         facts = super().summary()
-        facts.update({f"backbone/{k}": v for k, v in self.backbone_hparams.items() if not k.startswith("_")})
+        facts.update({f"backbone/{k}": v for k, v in self.backbone_hparams.items()})
         facts["depth"] = self.backbone_hparams.get("depth")
         return facts
 
