@@ -46,7 +46,7 @@ def backbones(tmp_path_factory):
 
 
 def test_every_paper_run_has_a_config():
-    assert len(CONFIGS) == 14, CONFIGS
+    assert len(CONFIGS) == 15, CONFIGS
     for path in CONFIGS:
         config = yaml.safe_load((REPO / path).read_text())
         assert config["model"]["class_path"].startswith("wide_lightning.")

@@ -11,7 +11,7 @@ import matplotlib.image
 import pytest
 
 from tests.conftest import REPO
-from wide_lightning.report import ReportError, figure4, load_runs, main, mean_std, report
+from wide_lightning.report import ReportError, expected_grid, figure4, load_runs, main, mean_std, report
 
 FIGURE4_LEFT = str(REPO / "sweeps/figure4_left.yaml")
 
@@ -232,3 +232,21 @@ def test_ambiguous_or_unsupported_requests_are_clear_errors(runs_dir, tmp_path):
         report(runs=[str(runs_dir)], sweep=str(REPO / "sweeps/lr_scan_cifar100.yaml"))
     with pytest.raises(ReportError, match="--x width but the sweep .* varies depth"):
         report(runs=[str(runs_dir)], sweep=FIGURE4_LEFT, x="width")
+
+
+def test_members_of_stacked_runs_count_as_their_seeds(tmp_path):
+    """A stacked sweep varies only the depth; its seeds are the config's model.init_args.seeds, and the members
+    of one W&B run (one id) are kept apart by their seed."""
+    root = tmp_path / "runs"
+    for depth in (1, 2):
+        for seed in range(5):
+            path = write_summary(root, depth=depth, seed=seed, model="StackedMLPClassifier", run_id=f"stack{depth}",
+                                 probe=0.5 + 0.1 * depth + 0.01 * seed)
+            path.rename(path.with_name(f"summary-stack{depth}-seed{seed}.json"))
+    for seed in range(2):
+        write_baseline(root, 0.7, seed)
+    result = figure4(load_runs(runs=[str(root)]).runs, grid=expected_grid(REPO / "sweeps/figure4_left_stacked.yaml"))
+    assert result.grid.seeds == [0, 1, 2, 3, 4] and result.grid.values[:2] == [1, 2]
+    assert [len(point.runs) for point in result.points if point.runs] == [5, 5]
+    mean, _ = [p for p in result.points if p.x == 2][0].stats("probe/test/acc_best")
+    assert mean == pytest.approx(0.7 + 0.02)

@@ -4,7 +4,14 @@ A LightningCLI toolkit for "Wider Networks Learn Better Features" (Gilboa & Gur-
 """
 
 from wide_lightning.data import CIFAR10, MNIST, CIFAR100Coarse, ImageDataModule, TranslatedMNIST
-from wide_lightning.tasks import ConvClassifier, LinearProbe, MLPClassifier, RawInputLinear
+from wide_lightning.tasks import (
+    ConvClassifier,
+    LinearProbe,
+    MLPClassifier,
+    RawInputLinear,
+    StackedLinearProbe,
+    StackedMLPClassifier,
+)
 
 __version__ = "0.1.0"
 
@@ -17,5 +24,7 @@ __all__ = [
     "MLPClassifier",
     "MNIST",
     "RawInputLinear",
+    "StackedLinearProbe",
+    "StackedMLPClassifier",
     "TranslatedMNIST",
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -32,6 +33,7 @@ from wide_lightning.data.base import ImageDataModule
 from wide_lightning.loggers import PrefixedLogger, RunConfigSaver, unused_path
 from wide_lightning.tasks.base import ClassificationTask, init_arguments
 from wide_lightning.tasks.probe import LinearProbe
+from wide_lightning.tasks.stacked import StackedLinearProbe, StackedTask
 
 CHECKPOINT_DEFAULTS = {
     "checkpoint.monitor": "val/acc",
@@ -61,6 +63,23 @@ class ProbeSpec:
     backbone: Literal["last", "best"] = "last"
 
 
+def check_devices(accelerator: Any, devices: Any) -> None:
+    """Refuse more GPUs than the machine has, naming the flag and the fix, before anything is built."""
+    if not isinstance(accelerator, str) or accelerator not in ("gpu", "cuda", "auto"):
+        return
+    if not torch.cuda.is_available():
+        if accelerator != "auto" and devices not in ("auto", 0, "0"):
+            raise ValueError(f"--trainer.accelerator={accelerator} but this machine has no CUDA device; "
+                             f"use --trainer.accelerator=cpu (or auto).")
+        return
+    wanted = int(devices) if isinstance(devices, int) or (isinstance(devices, str) and devices.isdigit()) else None
+    available = torch.cuda.device_count()
+    if wanted is not None and wanted > available:
+        raise ValueError(f"--trainer.devices={wanted} but this machine has {available} CUDA device(s); "
+                         f"use --trainer.devices={available} (or -1 for all), or run on more nodes with "
+                         f"--trainer.num_nodes.")
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items())}
 
@@ -80,6 +99,7 @@ class WideLightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self._subconfig()
+        check_devices(config.trainer.accelerator, config.trainer.devices)
         root = config.trainer.default_root_dir or "."
         if config.get("checkpoint") is not None and config.checkpoint.dirpath is None:
             # a sweep agent runs many points from one config: give each run its own folder
@@ -113,7 +133,9 @@ class WideLightningCLI(LightningCLI):
             raise
         finally:
             if trainer.is_global_zero:
-                self._write_summary(summary)
+                for record in self._member_summaries(summary):
+                    self._write_summary(record)
+                    summary.setdefault("summary_files", []).append(record["summary_file"])
                 self._report(summary)
             self._finish_wandb_run(summary)
 
@@ -129,7 +151,8 @@ class WideLightningCLI(LightningCLI):
         if not backbone or not os.path.exists(backbone):
             raise RuntimeError(f"the transfer run has no {spec.backbone} checkpoint to probe ({backbone!r}).")
         data = type(self.datamodule)(**{**init_arguments(self.datamodule), "target": spec.target, "test_each_epoch": True})
-        probe = LinearProbe(backbone, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+        probe_class = StackedLinearProbe if isinstance(self.model, StackedTask) else LinearProbe
+        probe = probe_class(backbone, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
                             lr=spec.lr if spec.lr is not None else self.model.lr, momentum=self.model.momentum)
         trainer_config = {k: v for k, v in vars(self._subconfig().trainer).items()
                           if k not in ("callbacks", "logger", "enable_checkpointing")}
@@ -164,7 +187,8 @@ class WideLightningCLI(LightningCLI):
             "depth": facts.get("depth"),
             "parameters": facts["parameters"],
             "lr": facts["lr_resolved"],
-            "seed": config.get("seed_everything"),
+            # a stack's members have their own seeds (its per-member summaries carry them)
+            "seed": None if isinstance(model, StackedTask) else config.get("seed_everything"),
             "max_epochs": self.trainer.max_epochs,
             "config": [str(c) for c in (config.get("config") or [])],
             "base": {**fit_metrics, **_scalars(test_metrics)},
@@ -182,10 +206,32 @@ class WideLightningCLI(LightningCLI):
                             "url": getattr(run, "url", None), "dir": os.path.dirname(run_dir)}
         return None
 
+    def _member_summaries(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
+        """One record per trained network: the run's own, or one per member of a stack (``seed<S>/`` metrics)."""
+        if not isinstance(self.model, StackedTask):
+            return [summary]
+        records = []
+        for seed in self.model.seeds:
+            prefix = f"seed{seed}/"
+            record = {**summary, "seed": seed,
+                      "member_of_stack": {"seeds": list(self.model.seeds), "means": {
+                          section: {k: v for k, v in summary[section].items() if "/" in k and not k.startswith("seed")}
+                          for section in ("base", "probe") if isinstance(summary.get(section), dict)}}}
+            for section in ("base", "probe"):
+                if isinstance(summary.get(section), dict):
+                    # facts (no "/") and this member's own metrics; the stack's means stay under member_of_stack
+                    values = summary[section]
+                    record[section] = {**{k: v for k, v in values.items() if "/" not in k},
+                                       **{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}}
+            records.append(record)
+        return records
+
     def _write_summary(self, summary: dict[str, Any]) -> None:
         root = Path(self.trainer.default_root_dir)
         run_id = (summary.get("wandb") or {}).get("id")
         name = f"summary-{run_id}.json" if os.environ.get("WANDB_SWEEP_ID") and run_id else "summary.json"
+        if "member_of_stack" in summary:
+            name = name.replace(".json", f"-seed{summary['seed']}.json")
         path = unused_path(root / name)
         root.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2, default=str))
@@ -203,7 +249,8 @@ class WideLightningCLI(LightningCLI):
         wandb_facts = summary.get("wandb")
         if wandb_facts:
             lines.append(f"W&B run: {wandb_facts['url'] or 'offline; upload with `wandb sync ' + wandb_facts['dir'] + '`'}")
-        lines.append(f"summary: {summary.get('summary_file')}")
+        files = summary.get("summary_files") or []
+        lines.append(f"summary: {files[0]}" if len(files) == 1 else f"summaries (one per member of the stack): {', '.join(files)}")
         rank_zero_info("\n".join(lines))
 
     def _finish_wandb_run(self, summary: dict[str, Any]) -> None:

@@ -227,14 +227,18 @@ def read_wandb_api(project: str, sweep_id: str | None, loaded: Loaded) -> None:
 
 
 def _merge_same_runs(runs: list[Run]) -> list[Run]:
-    """One W&B run read from several sources counts once (the first source read wins: local summaries are richest)."""
-    seen: set[str] = set()
+    """One network read from several sources counts once (the first source read wins: local summaries are richest).
+
+    A network is a W&B run and a seed: the members of a stacked run share the run id.
+    """
+    seen: set[tuple[str, int | None]] = set()
     merged = []
     for run in runs:
-        if run.run_id and run.run_id in seen:
+        key = (run.run_id, run.seed) if run.run_id else None
+        if key in seen:
             continue
-        if run.run_id:
-            seen.add(run.run_id)
+        if key:
+            seen.add(key)
         merged.append(run)
     return merged
 
@@ -317,8 +321,11 @@ def expected_grid(sweep: str | os.PathLike, x: str = "auto") -> Grid:
                           f"the report averages over seeds at each {names[0]} only, so it would mix them.")
     facts = _config_of_sweep(config, path) or {}
     class_name = lambda section: (((facts.get(section) or {}).get("class_path")) or "").rpartition(".")[2] or None  # noqa: E731
+    # a stacked model (StackedMLPClassifier) trains the seeds its config lists in every run
+    stacked_seeds = ((facts.get("model") or {}).get("init_args") or {}).get("seeds")
+    seeds = swept.get(SEED_KEY) or stacked_seeds
     return Grid(x=names[0], values=sorted(int(v) for v in swept[SWEEP_KEYS[names[0]]]),
-                seeds=sorted(int(s) for s in swept[SEED_KEY]) if SEED_KEY in swept else None,
+                seeds=sorted(int(s) for s in seeds) if seeds else None,
                 source=str(sweep), dataset=class_name("data"), model=class_name("model"))
 
 

@@ -9,6 +9,12 @@ Subclasses only read files and build labels (``load_split``). Everything else is
   (scale to [0, 1], augment when training, normalize) in ``on_after_batch_transfer``, i.e. on the
   device, in whole batches. Atlases call ``batch_transform(..., train=False)`` themselves.
 * Train/val splits are a seeded permutation, so they are identical on every rank and every run.
+* Where the batches come from is ``placement``: a ``DataLoader`` over host tensors (the CPU default),
+  or the whole split resident on the device (``data/resident.py``; the default on a CUDA device when
+  the data fit).
+* ``batch_size`` is the global batch, the paper's 128, whatever the number of processes: under DDP
+  each of ``N`` processes draws ``batch_size / N`` examples per step, so the paper's learning rates
+  keep their meaning. A batch size that ``N`` does not divide is refused.
 """
 
 from __future__ import annotations
@@ -17,11 +23,21 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
+
+from wide_lightning.data.resident import (
+    RESIDENT_MEMORY_FRACTION,
+    DeviceBatches,
+    DeviceMemoryError,
+    EpochOrder,
+    free_device_memory,
+    resident_bytes,
+)
 
 DATA_ENV = "WIDE_LIGHTNING_DATA"
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -97,7 +113,7 @@ class ImageDataModule(LightningDataModule, ABC):
 
     Args:
         data_dir: folder that holds the dataset's files (default ``$WIDE_LIGHTNING_DATA``, else ``./data``).
-        batch_size: per-process batch size (the paper: 128).
+        batch_size: global batch size (the paper: 128), split evenly over the DDP processes.
         val_size: number of training examples held out for validation, drawn by ``seed``. ``0`` keeps
             the whole training split for training (the paper's CIFAR protocol) and validates on the
             test split; the docs say so wherever a config does it.
@@ -108,6 +124,13 @@ class ImageDataModule(LightningDataModule, ABC):
         num_workers: DataLoader workers. The data are in memory and batches are one indexing
             operation, so 0 is the fast default.
         augment: apply the dataset's training augmentation (if it has one).
+        placement: where batches come from. ``"device"``: every split resident on the training
+            device, shuffled and batched there (an error if it does not fit in half the free device
+            memory). ``"loader"``: a ``DataLoader`` over host memory, batches copied per step.
+            ``"auto"`` (default): ``"device"`` on a CUDA device when the split fits, else ``"loader"``
+            (the fallback is logged).
+        shuffle_seed: seed of the resident path's batch orders (epoch ``e`` from ``(seed, e)``);
+            default: the run's ``seed_everything`` seed. The loader path shuffles as Lightning does.
     """
 
     name: str = "dataset"
@@ -131,10 +154,14 @@ class ImageDataModule(LightningDataModule, ABC):
         num_workers: int = 0,
         augment: bool = False,
         target: str | None = None,
+        placement: Literal["auto", "device", "loader"] = "auto",
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        if placement not in ("auto", "device", "loader"):
+            raise ValueError(f"placement must be 'auto', 'device' or 'loader', got {placement!r}.")
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {val_size}.")
         target = target or self.targets[0]
@@ -149,8 +176,13 @@ class ImageDataModule(LightningDataModule, ABC):
         self.num_workers = num_workers
         self.augment = augment
         self.target = target
+        self.placement = placement
+        self.shuffle_seed = shuffle_seed
+        #: Set by a task that trains several models at once: one training batch order per seed.
+        self.stacked_seeds: list[int] | None = None
         self.save_hyperparameters()
         self._splits: dict[str, LabelledImages] = {}
+        self._resident: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- what subclasses provide ------------------------------------------------------------------
 
@@ -177,6 +209,7 @@ class ImageDataModule(LightningDataModule, ABC):
             self.fetch()
 
     def setup(self, stage: str | None = None) -> None:
+        self.process_batch_size  # refuse a batch size the processes cannot share, before any loading
         if self._splits:
             return
         train = LabelledImages(*self.load_split("train"), target=self.target)
@@ -213,10 +246,46 @@ class ImageDataModule(LightningDataModule, ABC):
             raise KeyError(f"unknown split {split!r}; expected one of train, val, test.")
         return self._splits[split]
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+    # -- batches ---------------------------------------------------------------------------------
+
+    @property
+    def world_size(self) -> int:
+        trainer = self.trainer
+        return trainer.world_size if trainer is not None else 1
+
+    @property
+    def process_batch_size(self) -> int:
+        """This process's share of the global ``batch_size``."""
+        world = self.world_size
+        if self.batch_size % world:
+            raise ValueError(
+                f"batch_size={self.batch_size} is the global batch and must split evenly over the {world} "
+                f"processes of this run; choose a multiple of {world} (e.g. "
+                f"{self.batch_size - self.batch_size % world or world}) or a device count that divides {self.batch_size}."
+            )
+        return self.batch_size // world
+
+    def _device(self) -> torch.device | None:
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else None
+
+    def _batches(self, split: str, shuffle: bool) -> DataLoader | DeviceBatches:
+        dataset = self.dataset(split)
+        seeds = self.stacked_seeds if (shuffle and self.stacked_seeds) else None
+        device = self._device()
+        if self._resident_on(device, dataset, split, stacked=seeds is not None):
+            assert device is not None
+            key = (split, str(device))
+            if key not in self._resident:
+                self._resident[key] = (dataset.images.to(device), dataset.labels[self.target].to(device))
+            images, target = self._resident[key]
+            trainer = self.trainer
+            order = EpochOrder(len(dataset), seeds if seeds is not None else self._order_seed(), shuffle=shuffle,
+                               rank=trainer.global_rank if trainer is not None else 0, world_size=self.world_size)
+            return DeviceBatches(images, target, self.process_batch_size, order)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.process_batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=_collate_prefetched,
@@ -224,17 +293,50 @@ class ImageDataModule(LightningDataModule, ABC):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train"), shuffle=True)
+    def _resident_on(self, device: torch.device | None, dataset: LabelledImages, split: str, stacked: bool) -> bool:
+        """Whether ``split`` is served from ``device`` memory; the one place that decides it."""
+        if stacked and self.placement == "loader":
+            raise ValueError(
+                "a stack of models (StackedMLPClassifier) draws one batch order per model from the resident data "
+                "path; set --data.init_args.placement=auto (or device)."
+            )
+        if device is None or (self.placement == "loader" and not stacked):
+            return False
+        if self.placement == "auto" and device.type != "cuda" and not stacked:
+            return False  # on the CPU a DataLoader over host tensors is the plain path
+        needed = resident_bytes(dataset.images, {self.target: dataset.labels[self.target]})
+        free = free_device_memory(device)
+        if free is None or needed <= RESIDENT_MEMORY_FRACTION * free:
+            return True
+        message = (f"{self.name} {split} split needs {needed / 2**20:.1f} MiB on {device} but only "
+                   f"{free / 2**20:.1f} MiB are free (the resident path takes at most "
+                   f"{RESIDENT_MEMORY_FRACTION:.0%} of it)")
+        if self.placement == "device" or stacked:
+            raise DeviceMemoryError(f"{message}. Use --data.init_args.placement=loader to stream batches from host "
+                                    f"memory, or free device memory.")
+        rank_zero_warn(f"{message}: falling back to placement='loader' for this split.")
+        return False
 
-    def val_dataloader(self) -> DataLoader | list[DataLoader]:
-        loaders = [self._loader(self.dataset("val"), shuffle=False)]
+    def _order_seed(self) -> int:
+        if self.shuffle_seed is not None:
+            return self.shuffle_seed
+        return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        batches = self._batches("train", shuffle=True)
+        rank_zero_info(f"{self.name}: training batches from "
+                       f"{'device memory' if isinstance(batches, DeviceBatches) else 'a DataLoader over host memory'}"
+                       f" ({self.process_batch_size} per process x {self.world_size} processes)")
+        return batches
+
+    def val_dataloader(self) -> Any:
+        loaders = [self._batches("val", shuffle=False)]
         if self.test_each_epoch:
             loaders.append(self.test_dataloader())
         return loaders if len(loaders) > 1 else loaders[0]
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), shuffle=False)
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._batches("test", shuffle=False)
 
     @property
     def val_split_names(self) -> list[str]:
@@ -242,16 +344,17 @@ class ImageDataModule(LightningDataModule, ABC):
         return ["val", "test"] if self.test_each_epoch else ["val"]
 
     def batch_transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """``uint8`` batch -> float network input: scale to [0, 1], augment if ``train``, normalize."""
+        """``uint8`` batch ``[..., C, H, W]`` -> float network input: scale to [0, 1], augment if ``train``, normalize."""
         x = x.float().div_(255.0)
         if train and self.augment:
-            x = self.augment_batch(x)
+            lead = x.shape[:-3]  # a stack of models' batches [S, B, C, H, W] is augmented as one batch
+            x = self.augment_batch(x.reshape(-1, *x.shape[-3:])).reshape(*lead, *x.shape[-3:])
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> what the network was trained on (atlas icons go through this too)."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(-1, 1, 1)
         return (x - mean) / std
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:

@@ -1,4 +1,4 @@
-"""LightningModules: base training, the linear probe and the raw-input baseline."""
+"""LightningModules: base training, the linear probe, the raw-input baseline, and their stacked (many-seed) forms."""
 
 from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, resolve_lr
 from wide_lightning.tasks.classifier import ConvClassifier, MLPClassifier
@@ -10,6 +10,7 @@ from wide_lightning.tasks.probe import (
     load_backbone_task,
     load_checkpoint_dict,
 )
+from wide_lightning.tasks.stacked import StackedLinearProbe, StackedMLPClassifier
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -20,6 +21,8 @@ __all__ = [
     "MLPClassifier",
     "ProbeNet",
     "RawInputLinear",
+    "StackedLinearProbe",
+    "StackedMLPClassifier",
     "load_backbone_task",
     "load_checkpoint_dict",
     "resolve_lr",

@@ -66,7 +66,7 @@ class ClassificationTask(LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         metric = getattr(self, f"{split}_acc")
-        metric(logits, y)
+        metric.update(logits, y)  # not forward(): the per-batch value is never used, so skip computing it
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
                  add_dataloader_idx=False, sync_dist=not on_step)

@@ -1,0 +1,113 @@
+"""The Figure 4 (left) scan: one model at a time against all seeds of a depth stacked, side by side.
+
+For each depth, the baseline trains ``len(seeds)`` ``MLPClassifier`` runs one after another, each
+followed by its ``LinearProbe`` on the frozen features, with a plain ``DataLoader`` and ``Trainer``
+(what ``sweeps/figure4_left.yaml`` runs, minus process start-up and W&B). Ours trains one
+``StackedMLPClassifier`` with all seeds and then one ``StackedLinearProbe``, on the resident data
+path (what ``sweeps/figure4_left_stacked.yaml`` runs). Both use translated MNIST (shift, then digit),
+batch 128, lr 0.01. The table gives wall time, models per minute and the mean probe accuracy of each.
+
+    python benchmarks/stacked_scan.py --data-dir ../shared/datasets --depths 1,2,...,20 --epochs 10   # a GPU
+    python benchmarks/stacked_scan.py --data-dir ../shared/datasets --depths 1,5,20 --epochs 1 --limit-batches 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from wide_lightning import LinearProbe, MLPClassifier, StackedLinearProbe, StackedMLPClassifier, TranslatedMNIST
+
+SHAPE = (1, 28, 28)
+
+
+def make_trainer(args: argparse.Namespace, epochs: int) -> Trainer:
+    limits = dict(limit_train_batches=args.limit_batches, limit_val_batches=args.limit_batches) if args.limit_batches else {}
+    return Trainer(accelerator=args.device, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **limits)
+
+
+def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNIST:
+    return TranslatedMNIST(data_dir=args.data_dir, target=target, test_each_epoch=target == "digit",
+                           placement=placement, download=False)
+
+
+def one_at_a_time(depth: int, args: argparse.Namespace, workdir: Path) -> list[float]:
+    accuracies = []
+    for seed in args.seeds:
+        seed_everything(seed, verbose=False)
+        base = MLPClassifier(28, SHAPE, depth=depth, lr=0.01)
+        trainer = make_trainer(args, args.epochs)
+        trainer.fit(base, datamodule=data(args, "shift", "loader"))
+        path = workdir / f"single-{depth}-{seed}.ckpt"
+        trainer.save_checkpoint(path)
+        probe = LinearProbe(str(path), num_classes=10, input_shape=SHAPE, lr=0.01)
+        probe_trainer = make_trainer(args, args.epochs)
+        probe_trainer.fit(probe, datamodule=data(args, "digit", "loader"))
+        accuracies.append(float(probe_trainer.callback_metrics["test/acc_best"]))
+    return accuracies
+
+
+def stacked(depth: int, args: argparse.Namespace, workdir: Path) -> list[float]:
+    base = StackedMLPClassifier(28, SHAPE, seeds=args.seeds, depth=depth, lr=0.01)
+    trainer = make_trainer(args, args.epochs)
+    trainer.fit(base, datamodule=data(args, "shift", "device"))
+    path = workdir / f"stacked-{depth}.ckpt"
+    trainer.save_checkpoint(path)
+    probe = StackedLinearProbe(str(path), num_classes=10, input_shape=SHAPE, lr=0.01)
+    probe_trainer = make_trainer(args, args.epochs)
+    probe_trainer.fit(probe, datamodule=data(args, "digit", "device"))
+    return [float(probe_trainer.callback_metrics[f"seed{s}/test/acc_best"]) for s in args.seeds]
+
+
+def timed(function, *arguments) -> tuple[float, list[float]]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = function(*arguments)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--depths", default="1,5,20")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--limit-batches", type=int, default=0, help="batches per epoch (0: all)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-baseline", action="store_true", help="time only the stacked scan")
+    args = parser.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    depths = [int(d) for d in args.depths.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        stacked(depths[0], args, Path(workdir))  # warm-up: data loading, CUDA context; not timed
+        for depth in depths:
+            single = (float("nan"), [float("nan")]) if args.skip_baseline else timed(one_at_a_time, depth, args, Path(workdir))
+            stack = timed(stacked, depth, args, Path(workdir))
+            rows.append((depth, single, stack))
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    n = len(args.seeds)
+    print(f"\nFigure 4 left scan: {n} seeds per depth, {args.epochs} epoch(s) base + {args.epochs} probe"
+          f"{f', {args.limit_batches} batches per epoch' if args.limit_batches else ''}, {device}, torch {torch.__version__}")
+    print("| depth | one at a time | stacked | speed-up | models/min one at a time | models/min stacked "
+          "| probe acc one at a time | probe acc stacked |")
+    print("|---|---|---|---|---|---|---|---|")
+    for depth, (t1, acc1), (t2, acc2) in rows:
+        print(f"| {depth} | {t1:.1f} s | {t2:.1f} s | {t1 / t2:.1f}x | {60 * n / t1:.1f} | {60 * n / t2:.1f} | "
+              f"{sum(acc1) / len(acc1):.4f} | {sum(acc2) / len(acc2):.4f} |")
+    total1, total2 = sum(r[1][0] for r in rows), sum(r[2][0] for r in rows)
+    print(f"| all | {total1:.1f} s | {total2:.1f} s | {total1 / total2:.1f}x | {60 * n * len(rows) / total1:.1f} | "
+          f"{60 * n * len(rows) / total2:.1f} | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The training step: a plain DataLoader + Trainer baseline against wide_lightning's fast path, side by side.
+
+Baseline (what a researcher writes first): a per-sample dataset that turns each MNIST digit into a
+PIL image and then a normalized tensor (what ``torchvision.datasets.MNIST`` with ``ToTensor`` and
+``Normalize`` does), a ``DataLoader`` with workers and pinned memory, and a plain ``Trainer`` with the
+progress bar refreshed every step. Ours: the same network and hyper-parameters (``ConvClassifier``,
+SGD lr 0.01, momentum 0.9, batch 128) with the data resident on the device (``placement=device``),
+batches normalized on the device, the progress bar refreshed every 50 steps, and optionally
+``CompileNetwork`` and bf16 mixed precision. Both are timed over ``fit`` (training plus the per-epoch
+validation), after a warm-up fit of a few steps that is not counted, and both report validation
+accuracy, so a speed-up never hides a loss of accuracy.
+
+    python benchmarks/train_speed.py --data-dir ../shared/datasets --epochs 10 --width 2048   # a GPU
+    python benchmarks/train_speed.py --data-dir ../shared/datasets --epochs 1 --limit-batches 60 --width 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import TQDMProgressBar
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from wide_lightning import MNIST, ConvClassifier
+from wide_lightning.speed import CompileNetwork
+
+
+class TorchvisionStyleMNIST(Dataset):
+    """Per-sample PIL -> tensor -> normalize, as ``torchvision.datasets.MNIST(transform=...)`` serves a digit."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float) -> None:
+        self.images, self.labels = images[:, 0].numpy(), labels
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(Image.fromarray(self.images[index], mode="L")), self.labels[index]
+
+
+class PlainLoaders(MNIST):
+    """The baseline's data: the same splits, served by a per-sample torchvision-style DataLoader."""
+
+    def __init__(self, *args, workers: int = 8, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.workers = workers
+
+    def _plain(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.dataset(split)
+        return DataLoader(TorchvisionStyleMNIST(data.images, data.labels["digit"], self.mean[0], self.std[0]),
+                          batch_size=self.batch_size, shuffle=shuffle, num_workers=self.workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=self.workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._plain("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._plain("val", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        return batch  # already normalized per sample
+
+
+def run(variant: str, args: argparse.Namespace) -> dict:
+    seed_everything(0, verbose=False)
+    common = dict(data_dir=args.data_dir, batch_size=128, download=False)
+    if variant == "baseline":
+        data = PlainLoaders(workers=args.workers, **common)
+    else:
+        data = MNIST(placement="device", **common)
+    model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=args.width, lr=0.01)
+    callbacks = [TQDMProgressBar(refresh_rate=1 if variant == "baseline" else 50)]
+    if variant.endswith("compile"):
+        callbacks.append(CompileNetwork(mode=args.compile_mode))
+    precision = "bf16-mixed" if "bf16" in variant else "32-true"
+    limits = dict(limit_train_batches=args.limit_batches, limit_val_batches=args.limit_batches) if args.limit_batches else {}
+    trainer_kwargs = dict(accelerator=args.device, devices=1, logger=False, enable_checkpointing=False,
+                          enable_model_summary=False, num_sanity_val_steps=0, precision=precision)
+    # warm-up (CUDA context, cuDNN autotuning, compilation), not timed
+    Trainer(max_steps=args.warmup_steps, callbacks=callbacks, limit_val_batches=0, **trainer_kwargs).fit(model, datamodule=data)
+    model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=args.width, lr=0.01)
+    callbacks = [c for c in callbacks if not isinstance(c, CompileNetwork)] + (
+        [CompileNetwork(mode=args.compile_mode)] if variant.endswith("compile") else [])
+    trainer = Trainer(max_epochs=args.epochs, callbacks=callbacks, **limits, **trainer_kwargs)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"variant": variant, "seconds": seconds, "steps": trainer.global_step,
+            "val_acc": float(trainer.callback_metrics.get("val/acc", float("nan")))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--limit-batches", type=int, default=0, help="batches per epoch (0: all)")
+    parser.add_argument("--workers", type=int, default=8, help="the baseline's DataLoader workers")
+    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--variants", default="baseline,resident,resident_compile",
+                        help="comma-separated: baseline, resident, resident_compile, resident_bf16, resident_bf16_compile")
+    parser.add_argument("--compile-mode", default="reduce-overhead" if torch.cuda.is_available() else "default")
+    args = parser.parse_args()
+    results = [run(v, args) for v in args.variants.split(",")]
+    base = results[0]["seconds"]
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"\nMNIST ConvClassifier n={args.width}, batch 128, {args.epochs} epoch(s)"
+          f"{f', {args.limit_batches} batches each' if args.limit_batches else ''}, {device}, torch {torch.__version__}")
+    print(f"| variant | fit wall time | steps/s | val acc | speed-up vs {results[0]['variant']} |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['variant']} | {r['seconds']:.1f} s | {r['steps'] / r['seconds']:.1f} | {r['val_acc']:.4f} | "
+              f"{base / r['seconds']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Many seeds in one process: each member of a stack trains exactly as it would alone."""
+
+import json
+
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from tests.conftest import REPO
+from wide_lightning import MLPClassifier, StackedLinearProbe, StackedMLPClassifier, TranslatedMNIST
+from wide_lightning.cli import build_cli
+from wide_lightning.nets import MLP
+from wide_lightning.stack import StackedNet
+from wide_lightning.tasks.probe import CheckpointKindError, LinearProbe
+from wide_lightning.tasks.stacked import StackedAccuracy
+
+SHAPE = (1, 28, 28)
+
+
+def data(fake_data_dir, **kwargs):
+    return TranslatedMNIST(data_dir=fake_data_dir, train_digits=20, val_digits=4, test_digits=4, batch_size=64,
+                           placement="device", download=False, **kwargs)
+
+
+def trainer(**kwargs):
+    return Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, **kwargs)
+
+
+def test_stacked_net_matches_its_members_and_checks_inputs():
+    members = [MLP(SHAPE, 5, depth=2, width=8) for _ in range(3)]
+    stack = StackedNet(members)
+    x = torch.randn(4, *SHAPE)
+    out = stack(x)
+    assert out.shape == (3, 4, 5) and stack.features(x).shape == (3, 4, 8)
+    per_member = torch.randn(3, 4, *SHAPE)
+    stacked_out = stack(per_member)
+    for k, member in enumerate(members):
+        torch.testing.assert_close(out[k], member(x))
+        torch.testing.assert_close(stacked_out[k], member(per_member[k]))
+        torch.testing.assert_close(stack.member(k)(x), member(x))
+    with pytest.raises(ValueError, match=r"expected inputs \[B, 1, 28, 28\] or \[3, B, ...\], got \(2, 4, 1, 28, 28\)"):
+        stack(torch.randn(2, 4, *SHAPE))
+    with pytest.raises(ValueError, match="member 1 does not have the structure of member 0"):
+        StackedNet([MLP(SHAPE, 5, depth=2, width=8), MLP(SHAPE, 5, depth=2, width=9)])
+
+
+def test_stacked_accuracy_against_hand_counts():
+    metric = StackedAccuracy(2)
+    logits = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]],    # member 0 predicts 0, 1, 0
+                           [[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]])   # member 1 predicts 1, 1, 1
+    metric.update(logits, torch.tensor([0, 1, 1]))                   # shared targets
+    metric.update(logits[:, :1], torch.tensor([[0], [0]]))          # per-member targets
+    torch.testing.assert_close(metric.compute(), torch.tensor([3 / 4, 2 / 4]))
+
+
+def test_members_start_as_seeded_single_runs_and_train_exactly_as_alone(fake_data_dir):
+    seeds = [0, 3]
+    stack = StackedMLPClassifier(num_classes=28, input_shape=SHAPE, seeds=seeds, depth=2, n_max=50)
+    start = [stack.net.member(k).state_dict() for k in range(len(seeds))]
+    trainer(max_steps=6, limit_val_batches=0).fit(stack, datamodule=data(fake_data_dir))
+    for k, seed in enumerate(seeds):
+        seed_everything(seed)  # what `wide-lightning fit --seed_everything=<seed>` does first
+        single = MLPClassifier(num_classes=28, input_shape=SHAPE, depth=2, n_max=50)
+        for name, value in single.net.state_dict().items():
+            assert torch.equal(value, start[k][name]), name  # the same initialization
+        trainer(max_steps=6, limit_val_batches=0).fit(single, datamodule=data(fake_data_dir))
+        trained = stack.net.member(k).state_dict()
+        for name, value in single.net.state_dict().items():
+            assert not torch.equal(value, start[k][name])  # it trained...
+            torch.testing.assert_close(trained[name], value, rtol=1e-5, atol=1e-6)  # ...exactly as alone
+
+
+def test_stacked_probe_trains_only_heads_and_keeps_each_backbone_bit_identical(fake_data_dir, tmp_path):
+    stack = StackedMLPClassifier(num_classes=28, input_shape=SHAPE, seeds=[1, 2], depth=2, n_max=50)
+    fit = trainer(max_steps=2, limit_val_batches=0)
+    fit.fit(stack, datamodule=data(fake_data_dir))
+    path = tmp_path / "stack.ckpt"
+    fit.save_checkpoint(path)
+    probe = StackedLinearProbe(str(path), num_classes=10, input_shape=SHAPE, lr=0.05)
+    frozen = {n: p.clone() for n, p in probe.net.weights.items() if n.startswith("features")}
+    heads = {n: p.clone() for n, p in probe.net.weights.items() if n.startswith("head")}
+    assert frozen and heads and probe.seeds == [1, 2]
+    trainer(max_epochs=2).fit(probe, datamodule=data(fake_data_dir, target="digit", test_each_epoch=True))
+    for name, value in frozen.items():
+        assert torch.equal(probe.net.weights[name], value), name
+    assert all(not torch.equal(probe.net.weights[n], v) for n, v in heads.items())
+    for k in range(2):  # the probe's frozen features are member k's trained features
+        for name, value in stack.net.member(k).features.state_dict().items():
+            assert torch.equal(probe.net.member(k).features.state_dict()[name], value)
+    with pytest.raises(CheckpointKindError, match="StackedLinearProbe needs a StackedMLPClassifier checkpoint"):
+        single = Trainer(logger=False, max_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, default_root_dir=tmp_path)
+        single.fit(MLPClassifier(num_classes=28, input_shape=SHAPE, width=4), datamodule=data(fake_data_dir))
+        single.save_checkpoint(tmp_path / "single.ckpt")
+        StackedLinearProbe(str(tmp_path / "single.ckpt"), num_classes=10, input_shape=SHAPE)
+    with pytest.raises(CheckpointKindError, match="a linear probe needs a base-training checkpoint"):
+        LinearProbe(str(path), num_classes=10, input_shape=SHAPE)
+
+
+def test_duplicate_seeds_are_refused():
+    with pytest.raises(ValueError, match="distinct integers, got \\[1, 1\\]"):
+        StackedMLPClassifier(num_classes=28, input_shape=SHAPE, seeds=[1, 1])
+
+
+def test_stacked_config_writes_one_summary_per_member(fake_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WIDE_LIGHTNING_DATA", str(fake_data_dir))
+    build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp_stacked.yaml"),
+               "--model.init_args.seeds=[4,7]", "--model.init_args.depth=3", "--model.init_args.n_max=40",
+               "--data.init_args.train_digits=20", "--data.init_args.val_digits=4", "--data.init_args.test_digits=4",
+               "--trainer.max_epochs=1", "--probe.max_epochs=1", "--trainer.logger=false",
+               "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path / 'run'}"])
+    records = {s: json.loads((tmp_path / "run" / f"summary-seed{s}.json").read_text()) for s in (4, 7)}
+    for seed, record in records.items():
+        assert record["seed"] == seed and record["depth"] == 3 and record["kind"] == "transfer"
+        assert record["model"] == "StackedMLPClassifier" and record["member_of_stack"]["seeds"] == [4, 7]
+        assert 0 <= record["base"]["test/acc"] <= 1 and 0 <= record["probe"]["test/acc_best"] <= 1
+        assert record["parameters"] == sum(p.numel() for p in MLP(SHAPE, 28, depth=3, n_max=40).parameters())
+    means = records[4]["member_of_stack"]["means"]["base"]["test/acc"]
+    assert means == pytest.approx((records[4]["base"]["test/acc"] + records[7]["base"]["test/acc"]) / 2)

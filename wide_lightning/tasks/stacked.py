@@ -1,0 +1,211 @@
+"""Several seeds of one run trained together in one process and one step (the Figure 4 scans).
+
+``StackedMLPClassifier`` with ``seeds: [0, 1, 2, 3, 4]`` is five ``MLPClassifier`` runs with
+``seed_everything`` 0..4 done at once: member ``k`` starts from exactly the weights
+``MLPClassifier`` builds after ``seed_everything(seeds[k])``, sees its own batch order (the resident
+data path's order for that seed, ``data/resident.py``), and gets exactly its own gradient (the loss
+is the sum of the members' mean losses). ``StackedLinearProbe`` then trains one fresh head per
+member on that member's frozen features. ``fit`` writes one ``summary-seed<S>.json`` per member, in
+the format of a single run, so ``wide-lightning-report`` reads a stack as its ``S`` runs.
+
+Logged: ``{split}/loss`` and ``{split}/acc`` averaged over members (what checkpointing monitors),
+and every member's own ``seed<S>/{split}/acc`` and ``seed<S>/{split}/acc_best``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities.seed import isolate_rng
+from torch import nn
+from torchmetrics import Metric
+
+from wide_lightning.nets import MLP, init_head_
+from wide_lightning.stack import StackedNet
+from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
+from wide_lightning.tasks.probe import CheckpointKindError, ProbeNet, load_checkpoint_dict
+
+
+class StackedAccuracy(Metric):
+    """Accuracy of each of ``S`` members: logits ``[S, B, K]``, targets ``[S, B]`` or ``[B]`` -> ``[S]``."""
+
+    full_state_update = False
+
+    def __init__(self, num_members: int) -> None:
+        super().__init__()
+        self.add_state("correct", default=torch.zeros(num_members), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.zeros(num_members), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        target = target.expand(logits.shape[:2])
+        self.correct += (logits.argmax(-1) == target).sum(1).to(self.correct.dtype)
+        self.total += target.shape[1]
+
+    def compute(self) -> torch.Tensor:
+        return self.correct / self.total.clamp(min=1)
+
+
+def _check_seeds(seeds: list[int]) -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}.")
+    return seeds
+
+
+class StackedTask(ClassificationTask):
+    """Shared by the stacked tasks: members in ``self.net`` (a ``StackedNet``), per-member metrics and logs."""
+
+    net: StackedNet
+
+    def __init__(self, num_classes: int, seeds: list[int], lr: LearningRate, momentum: float) -> None:
+        super().__init__(num_classes, lr, momentum)
+        self.seeds = _check_seeds(seeds)
+        for split in ("train", "val", "test"):
+            setattr(self, f"{split}_acc", StackedAccuracy(len(self.seeds)))
+        del self.val_acc_best, self.test_acc_best  # a stack keeps one best per member in ``_best``
+        self._best: dict[str, torch.Tensor] = {}
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and stage == "fit":
+            datamodule.stacked_seeds = list(self.seeds)  # member k's batches follow seeds[k]'s order
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        x, y = batch
+        logits = self.net(x)  # [S, B, K]
+        members, size = logits.shape[:2]
+        y = y.expand(members, size)
+        per_member = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(members, size).mean(1)
+        getattr(self, f"{split}_acc").update(logits.detach(), y)
+        on_step = split == "train"
+        self.log(f"{split}/loss", per_member.mean(), on_step=on_step, on_epoch=True, prog_bar=on_step,
+                 add_dataloader_idx=False, sync_dist=not on_step)
+        # the sum, not the mean: each member gets the gradient of its own mean loss, as when alone
+        return per_member.sum()
+
+    def _log_accuracy(self, split: str, best: bool) -> None:
+        metric = getattr(self, f"{split}_acc")
+        acc = metric.compute()
+        metric.reset()
+        self.log(f"{split}/acc", acc.mean(), prog_bar=True)
+        for seed, value in zip(self.seeds, acc):
+            self.log(f"seed{seed}/{split}/acc", value)
+        if best:
+            self._best[split] = torch.maximum(self._best.get(split, torch.zeros_like(acc)), acc)
+            self.log(f"{split}/acc_best", self._best[split].mean(), prog_bar=split == "val")
+            for seed, value in zip(self.seeds, self._best[split]):
+                self.log(f"seed{seed}/{split}/acc_best", value)
+
+    def on_train_start(self) -> None:
+        self._best = {}
+
+    def on_train_epoch_end(self) -> None:
+        self._log_accuracy("train", best=False)
+
+    def on_validation_epoch_end(self) -> None:
+        for split in sorted(self._splits_seen):
+            if self.trainer.sanity_checking:
+                getattr(self, f"{split}_acc").reset()
+            else:
+                self._log_accuracy(split, best=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accuracy("test", best=False)
+
+    def summary(self) -> dict[str, Any]:
+        facts = super().summary()
+        members = self.net.num_members
+        facts["parameters"] //= members
+        facts["trainable_parameters"] //= members
+        facts.update({"members": members, "seeds": list(self.seeds)})
+        return facts
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CHECKPOINT_KEY]["stacked_seeds"] = list(self.seeds)
+
+
+class StackedMLPClassifier(StackedTask):
+    """``len(seeds)`` runs of ``MLPClassifier`` (Section 5.1) trained together; arguments as there, plus ``seeds``.
+
+    Member ``k`` is the ``MLPClassifier`` that ``seed_everything(seeds[k])`` would build, trained on
+    batches in ``seeds[k]``'s order; ``seed_everything`` of the stacked run itself only seeds what
+    the members share.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006  (jsonargparse shows the default)
+        depth: int = 1,
+        width: int | None = None,
+        n_max: int = 2000,
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__(num_classes, seeds, lr, momentum)
+        self.save_hyperparameters()
+        members = []
+        for seed in self.seeds:
+            with isolate_rng():
+                torch.manual_seed(seed)
+                members.append(MLP(input_shape, num_classes, depth, width, n_max))
+        self.net = StackedNet(members)
+        self.lr
+
+
+def load_stacked_backbone(path: str) -> StackedMLPClassifier:
+    """The ``StackedMLPClassifier`` saved in ``path``, in eval mode on the CPU."""
+    marker = load_checkpoint_dict(path)[CHECKPOINT_KEY]
+    if "stacked_seeds" not in marker or not marker["task"].endswith(".StackedMLPClassifier"):
+        raise CheckpointKindError(
+            f"{path} is a {marker['task'].rpartition('.')[2]} checkpoint; StackedLinearProbe needs a "
+            f"StackedMLPClassifier checkpoint (use LinearProbe for a single network)."
+        )
+    return StackedMLPClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=False).eval()
+
+
+class StackedLinearProbe(StackedTask):
+    """A fresh linear head per member on the member's frozen features (Section 5, for a stack).
+
+    Args:
+        backbone_checkpoint: a ``StackedMLPClassifier`` checkpoint; the probe has its members and seeds.
+        num_classes, input_shape: linked from the DataModule (the new task).
+        lr, momentum: as ``LinearProbe``. Member ``k``'s head is initialized from ``seeds[k]``.
+    """
+
+    def __init__(
+        self,
+        backbone_checkpoint: str,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
+        backbone = load_stacked_backbone(backbone_checkpoint)
+        super().__init__(num_classes, backbone.seeds, lr, momentum)
+        self.save_hyperparameters()
+        if tuple(backbone.net.input_shape) != tuple(input_shape):
+            raise ValueError(
+                f"the backbone in {backbone_checkpoint} takes inputs of shape {tuple(backbone.net.input_shape)}, "
+                f"but the data give {tuple(input_shape)}; probe it on data of the dataset it was trained on."
+            )
+        members = []
+        for k, seed in enumerate(self.seeds):
+            head = nn.Linear(backbone.net.width, num_classes)
+            with isolate_rng():
+                torch.manual_seed(seed)
+                init_head_(head)
+            members.append(ProbeNet(backbone.net.member(k).features, head, input_shape))
+        self.net = StackedNet(members, trainable=lambda name: name.startswith("head."))
+        self.backbone_hparams = init_arguments(backbone)
+        self.lr
+
+    def summary(self) -> dict[str, Any]:
+        facts = super().summary()
+        facts.update({f"backbone/{k}": v for k, v in self.backbone_hparams.items()})
+        facts["depth"] = self.backbone_hparams.get("depth")
+        return facts
