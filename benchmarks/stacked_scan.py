@@ -37,32 +37,31 @@ def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNI
                            placement=placement, download=False)
 
 
+def transfer(base, probe_class, placement: str, path: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Base training on the shift, then the probe on the digit: one point of Figure 4 (or a stack of them)."""
+    trainer = make_trainer(args, args.epochs)
+    trainer.fit(base, datamodule=data(args, "shift", placement))
+    trainer.save_checkpoint(path)
+    probe_trainer = make_trainer(args, args.epochs)
+    probe_trainer.fit(probe_class(str(path), num_classes=10, input_shape=SHAPE, lr=0.01),
+                      datamodule=data(args, "digit", placement))
+    return {k: float(v) for k, v in probe_trainer.callback_metrics.items()}
+
+
 def one_at_a_time(depth: int, args: argparse.Namespace, workdir: Path) -> list[float]:
     accuracies = []
     for seed in args.seeds:
         seed_everything(seed, verbose=False)
         base = MLPClassifier(28, SHAPE, depth=depth, lr=0.01)
-        trainer = make_trainer(args, args.epochs)
-        trainer.fit(base, datamodule=data(args, "shift", "loader"))
-        path = workdir / f"single-{depth}-{seed}.ckpt"
-        trainer.save_checkpoint(path)
-        probe = LinearProbe(str(path), num_classes=10, input_shape=SHAPE, lr=0.01)
-        probe_trainer = make_trainer(args, args.epochs)
-        probe_trainer.fit(probe, datamodule=data(args, "digit", "loader"))
-        accuracies.append(float(probe_trainer.callback_metrics["test/acc_best"]))
+        metrics = transfer(base, LinearProbe, "loader", workdir / f"single-{depth}-{seed}.ckpt", args)
+        accuracies.append(metrics["test/acc_best"])
     return accuracies
 
 
 def stacked(depth: int, args: argparse.Namespace, workdir: Path) -> list[float]:
     base = StackedMLPClassifier(28, SHAPE, seeds=args.seeds, depth=depth, lr=0.01)
-    trainer = make_trainer(args, args.epochs)
-    trainer.fit(base, datamodule=data(args, "shift", "device"))
-    path = workdir / f"stacked-{depth}.ckpt"
-    trainer.save_checkpoint(path)
-    probe = StackedLinearProbe(str(path), num_classes=10, input_shape=SHAPE, lr=0.01)
-    probe_trainer = make_trainer(args, args.epochs)
-    probe_trainer.fit(probe, datamodule=data(args, "digit", "device"))
-    return [float(probe_trainer.callback_metrics[f"seed{s}/test/acc_best"]) for s in args.seeds]
+    metrics = transfer(base, StackedLinearProbe, "device", workdir / f"stacked-{depth}.ckpt", args)
+    return [metrics[f"seed{s}/test/acc_best"] for s in args.seeds]
 
 
 def timed(function, *arguments) -> tuple[float, list[float]]:

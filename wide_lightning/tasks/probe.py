@@ -49,6 +49,22 @@ def load_backbone_task(path: str | Path) -> ClassificationTask:
     return task.eval()
 
 
+def check_probe_input(backbone: ClassificationTask, input_shape: tuple[int, ...], path: str | Path) -> None:
+    """A probe's data must have the input shape its backbone was trained on (the class count may differ)."""
+    if tuple(backbone.net.input_shape) != tuple(input_shape):
+        raise ValueError(
+            f"the backbone in {path} takes inputs of shape {tuple(backbone.net.input_shape)}, "
+            f"but the data give {tuple(input_shape)}; probe it on data of the dataset it was trained on."
+        )
+
+
+def with_backbone_facts(facts: dict[str, Any], backbone_hparams: dict[str, Any]) -> dict[str, Any]:
+    """A probe's summary: its own facts, the backbone's hyper-parameters, and the backbone's depth (Figure 4's x)."""
+    facts.update({f"backbone/{k}": v for k, v in backbone_hparams.items()})
+    facts["depth"] = backbone_hparams.get("depth")
+    return facts
+
+
 class ProbeNet(nn.Module):
     """Frozen ``features`` under a fresh trainable ``head``."""
 
@@ -96,11 +112,7 @@ class LinearProbe(ClassificationTask):
         super().__init__(num_classes, lr, momentum)
         self.save_hyperparameters()
         backbone = load_backbone_task(backbone_checkpoint)
-        if tuple(backbone.net.input_shape) != tuple(input_shape):
-            raise ValueError(
-                f"the backbone in {backbone_checkpoint} takes inputs of shape {tuple(backbone.net.input_shape)}, "
-                f"but the data give {tuple(input_shape)}; probe it on data of the dataset it was trained on."
-            )
+        check_probe_input(backbone, input_shape, backbone_checkpoint)
         head = nn.Linear(backbone.net.width, num_classes)
         init_head_(head)
         self.net = ProbeNet(backbone.net.features, head, input_shape)
@@ -108,10 +120,7 @@ class LinearProbe(ClassificationTask):
         self.lr
 
     def summary(self) -> dict[str, Any]:
-        facts = super().summary()
-        facts.update({f"backbone/{k}": v for k, v in self.backbone_hparams.items()})
-        facts["depth"] = self.backbone_hparams.get("depth")
-        return facts
+        return with_backbone_facts(super().summary(), self.backbone_hparams)
 
 
 class RawInputLinear(ClassificationTask):

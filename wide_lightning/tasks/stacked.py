@@ -25,7 +25,13 @@ from torchmetrics import Metric
 from wide_lightning.nets import MLP, init_head_
 from wide_lightning.stack import StackedNet
 from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
-from wide_lightning.tasks.probe import CheckpointKindError, ProbeNet, load_checkpoint_dict
+from wide_lightning.tasks.probe import (
+    CheckpointKindError,
+    ProbeNet,
+    check_probe_input,
+    load_checkpoint_dict,
+    with_backbone_facts,
+)
 
 
 class StackedAccuracy(Metric):
@@ -188,11 +194,7 @@ class StackedLinearProbe(StackedTask):
         backbone = load_stacked_backbone(backbone_checkpoint)
         super().__init__(num_classes, backbone.seeds, lr, momentum)
         self.save_hyperparameters()
-        if tuple(backbone.net.input_shape) != tuple(input_shape):
-            raise ValueError(
-                f"the backbone in {backbone_checkpoint} takes inputs of shape {tuple(backbone.net.input_shape)}, "
-                f"but the data give {tuple(input_shape)}; probe it on data of the dataset it was trained on."
-            )
+        check_probe_input(backbone, input_shape, backbone_checkpoint)
         members = []
         for k, seed in enumerate(self.seeds):
             head = nn.Linear(backbone.net.width, num_classes)
@@ -205,7 +207,4 @@ class StackedLinearProbe(StackedTask):
         self.lr
 
     def summary(self) -> dict[str, Any]:
-        facts = super().summary()
-        facts.update({f"backbone/{k}": v for k, v in self.backbone_hparams.items()})
-        facts["depth"] = self.backbone_hparams.get("depth")
-        return facts
+        return with_backbone_facts(super().summary(), self.backbone_hparams)
