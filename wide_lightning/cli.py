@@ -210,19 +210,18 @@ class WideLightningCLI(LightningCLI):
         """One record per trained network: the run's own, or one per member of a stack (``seed<S>/`` metrics)."""
         if not isinstance(self.model, StackedTask):
             return [summary]
+        sections = {name: values for name in ("base", "probe") if isinstance(values := summary.get(name), dict)}
+        # the stack's averages over members (metric names without a seed<S>/ prefix), kept with every member
+        means = {name: {k: v for k, v in values.items() if "/" in k and not k.startswith("seed")}
+                 for name, values in sections.items()}
         records = []
         for seed in self.model.seeds:
             prefix = f"seed{seed}/"
-            record = {**summary, "seed": seed,
-                      "member_of_stack": {"seeds": list(self.model.seeds), "means": {
-                          section: {k: v for k, v in summary[section].items() if "/" in k and not k.startswith("seed")}
-                          for section in ("base", "probe") if isinstance(summary.get(section), dict)}}}
-            for section in ("base", "probe"):
-                if isinstance(summary.get(section), dict):
-                    # facts (no "/") and this member's own metrics; the stack's means stay under member_of_stack
-                    values = summary[section]
-                    record[section] = {**{k: v for k, v in values.items() if "/" not in k},
-                                       **{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}}
+            record = {**summary, "seed": seed, "member_of_stack": {"seeds": list(self.model.seeds), "means": means}}
+            for name, values in sections.items():
+                # facts (no "/") and this member's own metrics
+                record[name] = {**{k: v for k, v in values.items() if "/" not in k},
+                                **{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}}
             records.append(record)
         return records
 

@@ -300,7 +300,7 @@ class ImageDataModule(LightningDataModule, ABC):
                 "a stack of models (StackedMLPClassifier) draws one batch order per model from the resident data "
                 "path; set --data.init_args.placement=auto (or device)."
             )
-        if device is None or (self.placement == "loader" and not stacked):
+        if device is None or self.placement == "loader":
             return False
         if self.placement == "auto" and device.type != "cuda" and not stacked:
             return False  # on the CPU a DataLoader over host tensors is the plain path
