@@ -6,17 +6,21 @@ PIL image and then a normalized tensor (what ``torchvision.datasets.MNIST`` with
 progress bar refreshed every step. Ours: the same network and hyper-parameters (``ConvClassifier``,
 SGD lr 0.01, momentum 0.9, batch 128) with the data resident on the device (``placement=device``),
 batches normalized on the device, the progress bar refreshed every 50 steps, and optionally
-``CompileNetwork`` and bf16 mixed precision. Both are timed over ``fit`` (training plus the per-epoch
-validation), after a warm-up fit of a few steps that is not counted, and both report validation
-accuracy, so a speed-up never hides a loss of accuracy.
+``CompileNetwork`` and bf16 mixed precision. For reference, ``bare_loop`` is what a researcher writes
+without Lightning: the dataset as one device tensor, ``randperm`` batches, a hand-written SGD loop and
+one accuracy sync per validation epoch. All are timed over training plus the per-epoch validation,
+after a warm-up of a few steps that is not counted, and all report validation accuracy, so a speed-up
+never hides a loss of accuracy. ``--repeats`` runs the variants round-robin and reports medians (on a
+shared machine the load drifts; interleaving spreads the drift over all variants).
 
     python benchmarks/train_speed.py --data-dir ../shared/datasets --epochs 10 --width 2048   # a GPU
-    python benchmarks/train_speed.py --data-dir ../shared/datasets --epochs 1 --limit-batches 60 --width 20
+    python benchmarks/train_speed.py --data-dir ../shared/datasets --epochs 1 --limit-batches 60 --width 20 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -27,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from wide_lightning import MNIST, ConvClassifier
+from wide_lightning.nets import ConvNet
 from wide_lightning.speed import CompileNetwork
 
 
@@ -67,7 +72,63 @@ class PlainLoaders(MNIST):
         return batch  # already normalized per sample
 
 
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_loop(args: argparse.Namespace) -> dict:
+    """The hand-written resident loop: no Lightning, no metrics objects, one sync per validation epoch."""
+    seed_everything(0, verbose=False)
+    data = MNIST(data_dir=args.data_dir, batch_size=128, download=False)
+    device = torch.device(args.device)
+
+    def resident(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        part = data.dataset(split)
+        return part.images.to(device), part.labels["digit"].to(device)
+
+    (train_x, train_y), (val_x, val_y) = resident("train"), resident("val")
+    batches = lambda n: min(args.limit_batches or n, n)  # noqa: E731
+
+    def fit(epochs: int, max_steps: int | None, validate: bool) -> tuple[int, float]:
+        net = ConvNet((1, 28, 28), 10, args.width, 32).to(device)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        steps, accuracy = 0, float("nan")
+        for _ in range(epochs):
+            net.train()
+            order = torch.randperm(len(train_y), device=device)
+            for i in range(batches(-(-len(train_y) // 128))):
+                index = order[i * 128:(i + 1) * 128]
+                loss = torch.nn.functional.cross_entropy(net(data.batch_transform(train_x[index], train=True)), train_y[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                if max_steps is not None and steps >= max_steps:
+                    return steps, accuracy
+            if validate:
+                net.eval()
+                correct = torch.zeros((), device=device, dtype=torch.long)
+                count = 0
+                with torch.no_grad():
+                    for i in range(batches(-(-len(val_y) // 128))):
+                        x, y = val_x[i * 128:(i + 1) * 128], val_y[i * 128:(i + 1) * 128]
+                        correct += (net(data.batch_transform(x, train=False)).argmax(1) == y).sum()
+                        count += len(y)
+                accuracy = correct.item() / count
+        return steps, accuracy
+
+    fit(1, args.warmup_steps, validate=False)  # warm-up (CUDA context, cuDNN autotuning), not timed
+    synchronize(args.device)
+    start = time.perf_counter()
+    steps, accuracy = fit(args.epochs, None, validate=True)
+    synchronize(args.device)
+    return {"variant": "bare_loop", "seconds": time.perf_counter() - start, "steps": steps, "val_acc": accuracy}
+
+
 def run(variant: str, args: argparse.Namespace) -> dict:
+    if variant == "bare_loop":
+        return bare_loop(args)
     seed_everything(0, verbose=False)
     common = dict(data_dir=args.data_dir, batch_size=128, download=False)
     if variant == "baseline":
@@ -88,12 +149,10 @@ def run(variant: str, args: argparse.Namespace) -> dict:
     callbacks = [c for c in callbacks if not isinstance(c, CompileNetwork)] + (
         [CompileNetwork(mode=args.compile_mode)] if variant.endswith("compile") else [])
     trainer = Trainer(max_epochs=args.epochs, callbacks=callbacks, **limits, **trainer_kwargs)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
+    synchronize(args.device)
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
+    synchronize(args.device)
     seconds = time.perf_counter() - start
     return {"variant": variant, "seconds": seconds, "steps": trainer.global_step,
             "val_acc": float(trainer.callback_metrics.get("val/acc", float("nan")))}
@@ -108,20 +167,30 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="the baseline's DataLoader workers")
     parser.add_argument("--warmup-steps", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--variants", default="baseline,resident,resident_compile",
-                        help="comma-separated: baseline, resident, resident_compile, resident_bf16, resident_bf16_compile")
+    parser.add_argument("--variants", default="baseline,bare_loop,resident,resident_compile",
+                        help="comma-separated, the first is the baseline: baseline, bare_loop, resident, resident_compile, "
+                             "resident_bf16, resident_bf16_compile")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over all variants; the table gives medians")
     parser.add_argument("--compile-mode", default="reduce-overhead" if torch.cuda.is_available() else "default")
     args = parser.parse_args()
-    results = [run(v, args) for v in args.variants.split(",")]
+    variants = args.variants.split(",")
+    rounds = [[run(v, args) for v in variants] for _ in range(args.repeats)]
+    results = []
+    for i, variant in enumerate(variants):
+        runs = [r[i] for r in rounds]
+        seconds = [r["seconds"] for r in runs]
+        results.append({"variant": variant, "seconds": statistics.median(seconds), "spread": max(seconds) - min(seconds),
+                        "steps": runs[0]["steps"], "val_acc": statistics.median(r["val_acc"] for r in runs)})
     base = results[0]["seconds"]
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"\nMNIST ConvClassifier n={args.width}, batch 128, {args.epochs} epoch(s)"
-          f"{f', {args.limit_batches} batches each' if args.limit_batches else ''}, {device}, torch {torch.__version__}")
-    print(f"| variant | fit wall time | steps/s | val acc | speed-up vs {results[0]['variant']} |")
-    print("|---|---|---|---|---|")
+          f"{f', {args.limit_batches} batches each' if args.limit_batches else ''}, {device}, torch {torch.__version__}, "
+          f"median of {args.repeats} round(s)")
+    print(f"| variant | wall time (median) | max - min | steps/s | val acc | speed-up vs {results[0]['variant']} |")
+    print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['variant']} | {r['seconds']:.1f} s | {r['steps'] / r['seconds']:.1f} | {r['val_acc']:.4f} | "
-              f"{base / r['seconds']:.2f}x |")
+        print(f"| {r['variant']} | {r['seconds']:.1f} s | {r['spread']:.1f} s | {r['steps'] / r['seconds']:.1f} | "
+              f"{r['val_acc']:.4f} | {base / r['seconds']:.2f}x |")
 
 
 if __name__ == "__main__":

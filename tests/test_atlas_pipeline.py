@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-import yaml
 from lightning.pytorch import Trainer, seed_everything
 
 from tests.conftest import REPO
@@ -12,7 +11,7 @@ from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.command import atlas as atlas_command
 from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.cli import build_cli
-from wide_lightning.data import MNIST, TranslatedMNIST
+from wide_lightning.data import MNIST
 from wide_lightning.data.base import DATA_ENV
 from wide_lightning.tasks import CheckpointKindError, ConvClassifier
 

@@ -86,6 +86,19 @@ def test_fit_tests_the_best_checkpoint_and_resumes_from_last(data_env, tmp_path)
     assert len(list(checkpoints.glob("epoch*.ckpt"))) >= 1  # nothing of the first run was lost
 
 
+def test_last_checkpoint_is_the_latest_epoch_even_when_the_best_is_older(data_env, tmp_path):
+    """Lightning >= 2.6 rewrites last.ckpt only with a new best; resuming and `backbone: last` need the latest epoch."""
+    cli = build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/mlp_shift.yaml"), *QUICK,
+                     "--trainer.logger=false", "--trainer.max_epochs=3", "--model.init_args.n_max=16",
+                     "--model.init_args.lr=1e-12", "--data.init_args.train_digits=20"])  # val/acc never improves
+    checkpoints = tmp_path / "runs/translated_mnist/mlp_shift/checkpoints"
+    assert [p.name for p in checkpoints.glob("epoch*.ckpt")] == [Path(cli.trainer.checkpoint_callback.best_model_path).name]
+    best = torch.load(cli.trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=False)
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (best["epoch"], best["global_step"]) == (0, 2)
+    assert (last["epoch"], last["global_step"]) == (2, 6)
+
+
 def test_wandb_offline_runs_keep_their_resolved_config_and_do_not_clash(data_env, tmp_path):
     config = str(REPO / "configs/translated_mnist/mlp_shift.yaml")
     args = ["fit", "--config", config, *QUICK, "--trainer.max_epochs=1", "--model.init_args.depth=2",

@@ -98,19 +98,46 @@ def test_stacked_probe_trains_only_heads_and_keeps_each_backbone_bit_identical(f
         LinearProbe(str(path), num_classes=10, input_shape=SHAPE)
 
 
+def test_a_seeded_probe_head_is_the_members_head_whatever_ran_before(fake_data_dir, tmp_path):
+    """A transfer run seeds its probe's head, so the head does not depend on the random stream base training left."""
+    fit = trainer(max_steps=1, limit_val_batches=0)
+    fit.fit(MLPClassifier(num_classes=28, input_shape=SHAPE, depth=2, n_max=30), datamodule=data(fake_data_dir))
+    fit.save_checkpoint(tmp_path / "single.ckpt")
+    stack = StackedMLPClassifier(num_classes=28, input_shape=SHAPE, seeds=[3, 8], depth=2, n_max=30)
+    fit = trainer(max_steps=1, limit_val_batches=0)
+    fit.fit(stack, datamodule=data(fake_data_dir))
+    fit.save_checkpoint(tmp_path / "stack.ckpt")
+    member_head = StackedLinearProbe(str(tmp_path / "stack.ckpt"), num_classes=10, input_shape=SHAPE).net.member(1).head
+    heads = []
+    for state in (1, 2):
+        torch.manual_seed(state)  # two different leftovers of base training
+        heads.append(LinearProbe(str(tmp_path / "single.ckpt"), num_classes=10, input_shape=SHAPE, head_seed=8).net.head)
+    for head in heads:
+        assert torch.equal(head.weight, member_head.weight) and torch.equal(head.bias, member_head.bias)
+    unseeded = [LinearProbe(str(tmp_path / "single.ckpt"), num_classes=10, input_shape=SHAPE).net.head for _ in range(2)]
+    assert not torch.equal(unseeded[0].weight, unseeded[1].weight)  # without a seed: the global stream
+    assert heads[0].weight.std().item() == pytest.approx(heads[0].in_features ** -0.5, rel=0.1)  # variance 1/width
+
+
 def test_duplicate_seeds_are_refused():
     with pytest.raises(ValueError, match="distinct integers, got \\[1, 1\\]"):
         StackedMLPClassifier(num_classes=28, input_shape=SHAPE, seeds=[1, 1])
 
 
-def test_stacked_config_writes_one_summary_per_member(fake_data_dir, tmp_path, monkeypatch):
+def test_stacked_config_writes_one_summary_per_member_equal_to_the_single_run(fake_data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WIDE_LIGHTNING_DATA", str(fake_data_dir))
+    common = ["--model.init_args.depth=3", "--model.init_args.n_max=40", "--data.init_args.train_digits=20",
+              "--data.init_args.val_digits=4", "--data.init_args.test_digits=4", "--trainer.max_epochs=1",
+              "--probe.max_epochs=1", "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
     build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp_stacked.yaml"),
-               "--model.init_args.seeds=[4,7]", "--model.init_args.depth=3", "--model.init_args.n_max=40",
-               "--data.init_args.train_digits=20", "--data.init_args.val_digits=4", "--data.init_args.test_digits=4",
-               "--trainer.max_epochs=1", "--probe.max_epochs=1", "--trainer.logger=false",
-               "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path / 'run'}"])
+               "--model.init_args.seeds=[4,7]", *common, f"--trainer.default_root_dir={tmp_path / 'run'}"])
     records = {s: json.loads((tmp_path / "run" / f"summary-seed{s}.json").read_text()) for s in (4, 7)}
+    # the sweep's single run of seed 7 on the same data path: the same numbers, base and probe
+    build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp.yaml"), "--seed_everything=7",
+               "--data.init_args.placement=device", *common, f"--trainer.default_root_dir={tmp_path / 'single'}"])
+    single = json.loads((tmp_path / "single" / "summary.json").read_text())
+    for stage, metric in [("base", "val/acc"), ("base", "test/acc"), ("probe", "val/acc"), ("probe", "test/acc_best")]:
+        assert records[7][stage][metric] == pytest.approx(single[stage][metric], abs=1e-6), (stage, metric)
     for seed, record in records.items():
         assert record["seed"] == seed and record["depth"] == 3 and record["kind"] == "transfer"
         assert record["model"] == "StackedMLPClassifier" and record["member_of_stack"]["seeds"] == [4, 7]

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerStatus
@@ -29,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 import wide_lightning.data  # noqa: F401  (so YAML may name classes by their short names)
 import wide_lightning.tasks  # noqa: F401
+from wide_lightning.checkpointing import BestAndLastCheckpoint
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.loggers import PrefixedLogger, RunConfigSaver, unused_path
 from wide_lightning.tasks.base import ClassificationTask, init_arguments
@@ -88,7 +88,7 @@ class WideLightningCLI(LightningCLI):
     """Links the DataModule's ``num_classes`` and ``input_shape`` into the model; test, probe and summary after ``fit``."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_class_arguments(ProbeSpec, "probe")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -151,15 +151,19 @@ class WideLightningCLI(LightningCLI):
         if not backbone or not os.path.exists(backbone):
             raise RuntimeError(f"the transfer run has no {spec.backbone} checkpoint to probe ({backbone!r}).")
         data = type(self.datamodule)(**{**init_arguments(self.datamodule), "target": spec.target, "test_each_epoch": True})
-        probe_class = StackedLinearProbe if isinstance(self.model, StackedTask) else LinearProbe
-        probe = probe_class(backbone, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
-                            lr=spec.lr if spec.lr is not None else self.model.lr, momentum=self.model.momentum)
+        kwargs = dict(num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+                      lr=spec.lr if spec.lr is not None else self.model.lr, momentum=self.model.momentum)
+        if isinstance(self.model, StackedTask):  # each member's head is seeded with the member's seed
+            probe = StackedLinearProbe(backbone, **kwargs)
+        else:  # the run's seed, not whatever base training left in the random stream
+            seed = self._subconfig().get("seed_everything")
+            probe = LinearProbe(backbone, **kwargs, head_seed=seed if type(seed) is int else None)
         trainer_config = {k: v for k, v in vars(self._subconfig().trainer).items()
                           if k not in ("callbacks", "logger", "enable_checkpointing")}
         if spec.max_epochs is not None:
             trainer_config["max_epochs"] = spec.max_epochs
         probe_dir = os.path.join(callback.dirpath, "probe")
-        checkpoint = ModelCheckpoint(dirpath=probe_dir, **{k.split(".", 1)[1]: v for k, v in CHECKPOINT_DEFAULTS.items()})
+        checkpoint = BestAndLastCheckpoint(dirpath=probe_dir, **{k.split(".", 1)[1]: v for k, v in CHECKPOINT_DEFAULTS.items()})
         loggers = [PrefixedLogger(logger, "probe/") for logger in self.trainer.loggers]
         trainer = Trainer(**trainer_config, callbacks=[checkpoint], logger=loggers or False)
         rank_zero_info(f"transfer: linear probe for target {spec.target!r} on the frozen features of {backbone}")

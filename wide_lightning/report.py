@@ -607,7 +607,7 @@ def report(
     if not loaded.runs:
         raise ReportError(
             "no runs found. Searched: " + "; ".join(loaded.searched)
-            + f". Expected summary*.json files (written by `wide-lightning fit` into trainer.default_root_dir) "
+            + ". Expected summary*.json files (written by `wide-lightning fit` into trainer.default_root_dir) "
               "for --runs, or W&B run directories with files/wandb-summary.json for --wandb_dir."
             + "".join(f"\n  unreadable: {path}: {why}" for path, why in loaded.unreadable))
     result = figure4(loaded.runs, x=x, dataset=dataset, model=model, grid=grid)

@@ -33,7 +33,8 @@ def resolve_lr(lr: LearningRate, width: int) -> float:
 class ClassificationTask(LightningModule):
     """Trains ``self.net`` (a network with ``features`` and ``head``) with cross-entropy and SGD.
 
-    Logs ``{train,val,test}/{loss,acc}`` and ``{val,test}/acc_best`` (the best epoch so far). The
+    Logs ``{train,val,test}/{loss,acc}`` (epoch values over all ranks), ``train/loss_step`` and
+    ``{val,test}/acc_best`` (the best epoch so far). The
     validation loop's loaders are named by the DataModule's ``val_split_names``: with
     ``test_each_epoch`` the test split is evaluated every epoch too, as the paper's probes report
     their best test accuracy.
@@ -67,11 +68,21 @@ class ClassificationTask(LightningModule):
         loss = F.cross_entropy(logits, y)
         metric = getattr(self, f"{split}_acc")
         metric.update(logits, y)  # not forward(): the per-batch value is never used, so skip computing it
-        on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
-                 add_dataloader_idx=False, sync_dist=not on_step)
+        self._log_loss(split, loss, len(y))
         self.log(f"{split}/acc", metric, on_step=False, on_epoch=True, prog_bar=True, add_dataloader_idx=False)
         return loss
+
+    def _log_loss(self, split: str, loss: torch.Tensor, batch_size: int) -> None:
+        """``{split}/loss``: the epoch's mean over all ranks; in training also ``train/loss_step``, this rank's step.
+
+        The epoch means are summed over the ranks once, at the epoch's end (``sync_dist`` with
+        ``on_step=False``); the step value is not synced, since a collective per step would cost more
+        than these networks' steps.
+        """
+        if split == "train":
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size,
+                 add_dataloader_idx=False)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

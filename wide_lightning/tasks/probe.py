@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities.seed import isolate_rng
 from torch import nn
 
 from wide_lightning.nets import PixelLinear, init_head_
@@ -65,6 +66,23 @@ def with_backbone_facts(facts: dict[str, Any], backbone_hparams: dict[str, Any])
     return facts
 
 
+def probe_head(width: int, num_classes: int, seed: int | None) -> nn.Linear:
+    """A fresh head with the paper's last-layer initialization, drawn from ``seed`` if given.
+
+    A seeded head does not depend on what consumed the global random stream before it (the base
+    training of a transfer run, the number of DDP processes), and is the head a stack's member of
+    that seed gets (``StackedLinearProbe``).
+    """
+    head = nn.Linear(width, num_classes)
+    if seed is None:
+        init_head_(head)
+    else:
+        with isolate_rng():
+            torch.manual_seed(seed)
+            init_head_(head)
+    return head
+
+
 class ProbeNet(nn.Module):
     """Frozen ``features`` under a fresh trainable ``head``."""
 
@@ -96,6 +114,8 @@ class LinearProbe(ClassificationTask):
             from the backbone's, the input shape may not.
         lr: learning rate of the head (the paper uses the base-training rate; it is silent on probes).
         momentum: SGD momentum.
+        head_seed: draw the head's initialization from this seed (a transfer run passes its
+            ``seed_everything``); ``None`` draws it from the global random stream.
 
     Use a DataModule with ``test_each_epoch: true``: the paper reports the best test accuracy over
     fine-tuning epochs, logged here as ``test/acc_best``.
@@ -108,13 +128,13 @@ class LinearProbe(ClassificationTask):
         input_shape: tuple[int, int, int],
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
+        head_seed: int | None = None,
     ) -> None:
         super().__init__(num_classes, lr, momentum)
         self.save_hyperparameters()
         backbone = load_backbone_task(backbone_checkpoint)
         check_probe_input(backbone, input_shape, backbone_checkpoint)
-        head = nn.Linear(backbone.net.width, num_classes)
-        init_head_(head)
+        head = probe_head(backbone.net.width, num_classes, head_seed)
         self.net = ProbeNet(backbone.net.features, head, input_shape)
         self.backbone_hparams = init_arguments(backbone)
         self.lr

@@ -19,10 +19,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.seed import isolate_rng
-from torch import nn
 from torchmetrics import Metric
 
-from wide_lightning.nets import MLP, init_head_
+from wide_lightning.nets import MLP
 from wide_lightning.stack import StackedNet
 from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
 from wide_lightning.tasks.probe import (
@@ -30,6 +29,7 @@ from wide_lightning.tasks.probe import (
     ProbeNet,
     check_probe_input,
     load_checkpoint_dict,
+    probe_head,
     with_backbone_facts,
 )
 
@@ -85,9 +85,7 @@ class StackedTask(ClassificationTask):
         y = y.expand(members, size)
         per_member = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(members, size).mean(1)
         getattr(self, f"{split}_acc").update(logits.detach(), y)
-        on_step = split == "train"
-        self.log(f"{split}/loss", per_member.mean(), on_step=on_step, on_epoch=True, prog_bar=on_step,
-                 add_dataloader_idx=False, sync_dist=not on_step)
+        self._log_loss(split, per_member.mean(), size)
         # the sum, not the mean: each member gets the gradient of its own mean loss, as when alone
         return per_member.sum()
 
@@ -197,10 +195,7 @@ class StackedLinearProbe(StackedTask):
         check_probe_input(backbone, input_shape, backbone_checkpoint)
         members = []
         for k, seed in enumerate(self.seeds):
-            head = nn.Linear(backbone.net.width, num_classes)
-            with isolate_rng():
-                torch.manual_seed(seed)
-                init_head_(head)
+            head = probe_head(backbone.net.width, num_classes, seed)
             members.append(ProbeNet(backbone.net.member(k).features, head, input_shape))
         self.net = StackedNet(members, trainable=lambda name: name.startswith("head."))
         self.backbone_hparams = init_arguments(backbone)
