@@ -66,6 +66,22 @@ def test_build_atlas_produces_every_figure_and_number(trained, mnist, tmp_path):
     assert saved["count_matrix"].shape == (4, 4) and len(saved["label_digit"]) == 600
 
 
+def test_the_layout_is_also_coloured_by_each_attribute_with_few_values(trained, mnist, tmp_path):
+    """Translated MNIST's shift gets its own coloured layout (Figure 2's annuli); an id-like label does not."""
+    model, _ = trained
+    read, acts = collect(model, mnist)
+    n = len(acts)
+    acts.labels["shift"] = torch.arange(n) % 28
+    acts.labels["source"] = torch.arange(n)
+    settings = AtlasSettings(**{**TINY.__dict__, "neurons": 0})
+    result = build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0,
+                         settings=settings, class_label="digit")
+    assert set(result.figures) == {"umap_histogram", "umap_histogram_shift", "atlas", "panel"}
+    shift = result.figures["umap_histogram_shift"]
+    assert shift.ndim == 3 and shift.shape[2] == 3 and min(shift.shape[:2]) > 200  # 28 values: a colour bar
+    assert (result.save(tmp_path / "atlas") / "umap_histogram_shift.png").is_file()
+
+
 def test_classifier_subspace_atlas_lives_in_the_head_row_span(trained, mnist):
     model, _ = trained
     read, acts = collect(model, mnist)

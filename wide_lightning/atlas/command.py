@@ -84,7 +84,8 @@ def atlas(
         batch_size: batch size for collecting activations.
 
     Returns:
-        The folder with ``panel.png``, ``atlas.png``, ``umap_histogram.png``, ``neurons.png``, ``atlas.npz``.
+        The folder with ``panel.png``, ``atlas.png``, ``umap_histogram.png`` (and ``umap_histogram_<label>.png``
+            for every other label with at most 64 values, e.g. the shift), ``neurons.png``, ``atlas.npz``.
     """
     started = time.perf_counter()
     if space == "classifier_subspace" and (layer != "features" or control == "raw_input"):

@@ -26,6 +26,10 @@ from wide_lightning.atlas.render import RenderResult, neuron_directions, render_
 Space = Literal["hidden", "classifier_subspace"]
 
 
+#: Labels with at most this many values get their own coloured layout (the 28 shifts do, the 1,785 sources not).
+MAX_COLOURED_VALUES = 64
+
+
 @dataclass
 class AtlasSettings:
     """Every choice of an atlas.
@@ -219,6 +223,13 @@ def build_atlas(
                                           grid_size=layout.grid_size, title=title),
         "atlas": canvas,
     }
+    for name in sorted(labels):  # the layout coloured by each other attribute: translated MNIST's shift
+        values = labels[name]
+        if name != class_label and 2 <= len(np.unique(values)) <= MAX_COLOURED_VALUES:
+            # the shifts are cyclic, so a cyclic map draws Figure 2's annuli as closed colour rings
+            figures[f"umap_histogram_{name}"] = class_histogram(
+                layout.xy01, values, grid_size=layout.grid_size, cmap="twilight" if name == "shift" else None,
+                title=f"{title + ': ' if title else ''}coloured by {name}")
     if neuron_icons is not None:
         figures["neurons"] = icon_grid(neuron_icons.icons, ncols=len(neuron_indices))
     figures["panel"] = atlas_panel(layout.xy01, class_values, canvas, class_names=class_names,
