@@ -9,6 +9,7 @@ from tests.conftest import REPO
 from wide_lightning.atlas import AtlasSettings, LayerNotFoundError, build_atlas, layer_reader
 from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.command import atlas as atlas_command
+from wide_lightning.atlas.render import directions_as_icons
 from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.cli import build_cli
 from wide_lightning.data import MNIST
@@ -123,7 +124,27 @@ def test_command_renders_from_a_checkpoint_with_its_recorded_data(trained, fake_
     assert control.name == "atlas_untrained"
     raw = atlas_command(str(path), control="raw_input", grid_size=4, min_density=2, steps=4, neurons=2,
                         reducer="pca", max_points=500, device="cpu", preview=True)
-    assert np.load(raw / "atlas.npz")["directions"].shape[1] == 784
+    saved = np.load(raw / "atlas.npz")
+    assert saved["directions"].shape[1] == 784
+    # Appendix A.2: the icons are the whitened cell averages themselves, scaled to [0, 1], not optimized
+    expected = directions_as_icons(torch.from_numpy(saved["whitened_directions"]), (1, 28, 28)).icons.numpy()
+    np.testing.assert_allclose(saved["icons"], expected, atol=1e-6)
+    assert np.isnan(saved["icon_objective"]).all() and "icons: directions" in (raw / "settings.txt").read_text()
+
+
+def test_directions_as_icons_against_a_hand_computed_case():
+    icons = directions_as_icons(torch.tensor([[0.0, 1.0, 2.0, 3.0], [-2.0, -2.0, -2.0, -2.0], [4.0, -4.0, 0.0, 0.0]]),
+                                (1, 2, 2))
+    assert icons.icons.shape == (3, 1, 2, 2)
+    # the 1% and 99% quantiles of [0, 1, 2, 3] are 0.03 and 2.97 (linear interpolation)
+    torch.testing.assert_close(icons.icons[0].flatten(), torch.tensor([0.0, 0.97 / 2.94, 1.97 / 2.94, 1.0]))
+    torch.testing.assert_close(icons.icons[1].flatten(), torch.full((4,), 0.5))  # no contrast: mid-grey
+    # [-4, 0, 0, 4] sorted: quantiles -3.88 and 3.88
+    torch.testing.assert_close(icons.icons[2].flatten(), torch.tensor([1.0, 0.0, 0.5, 0.5]))
+    extreme = directions_as_icons(torch.cat([torch.linspace(0, 1, 999), torch.tensor([1000.0])])[None], (1, 25, 40))
+    assert extreme.icons.flatten()[:999].std() > 0.25  # one huge pixel in 1,000 does not flatten the rest to grey
+    with pytest.raises(ValueError, match=r"needs activations that are the 4 input pixels"):
+        directions_as_icons(torch.zeros(2, 5), (1, 2, 2))
 
 
 def test_command_rejects_a_wrong_checkpoint_and_wrong_data(trained, fake_data_dir, tmp_path):

@@ -74,7 +74,8 @@ def atlas(
         layer: ``features`` (the penultimate layer), ``input`` (the pixels) or a module of
             ``net.features`` such as ``features.3``.
         control: ``untrained``: the same architecture freshly initialized (Appendix A.1, seeded);
-            ``raw_input``: activations = pixels (Appendix A.2).
+            ``raw_input``: activations = pixels (Appendix A.2), whose icons are the whitened cell
+            averages themselves, as in the paper (``layer="input"`` too), not optimized images.
         grid_size, min_density, steps, whiten, neurons, space, max_points, icon_size, reducer,
             reproducible_layout, seed: see
             ``AtlasSettings`` (unset: the paper's 15 x 15 grid, 512 steps, all points).
@@ -108,7 +109,8 @@ def atlas(
     given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
     settings = (AtlasSettings.preview if preview else AtlasSettings)(
         min_density=min_density, whiten=whiten, neurons=neurons, space=space, icon_size=icon_size, reducer=reducer,
-        reproducible_layout=reproducible_layout, seed=seed, **given)
+        reproducible_layout=reproducible_layout, seed=seed,
+        icons="directions" if layer == "input" else "optimized", **given)
     dataset = datamodule.dataset(split)
     if settings.max_points is not None and settings.max_points < len(dataset):  # collect only what is laid out
         dataset = dataset.subset(subset_indices(len(dataset), settings.max_points, settings.seed))

@@ -21,7 +21,7 @@ from wide_lightning.atlas.collect import ActivationSet
 from wide_lightning.atlas.figures import atlas_canvas, atlas_panel, class_histogram, icon_grid, save_png
 from wide_lightning.atlas.layout import AtlasLayout, classifier_subspace_basis, compute_layout, whiten
 from wide_lightning.atlas.metrics import atlas_metrics
-from wide_lightning.atlas.render import RenderResult, neuron_directions, render_icons
+from wide_lightning.atlas.render import RenderResult, directions_as_icons, neuron_directions, render_icons
 
 Space = Literal["hidden", "classifier_subspace"]
 
@@ -52,6 +52,9 @@ class AtlasSettings:
             lmcinnes/umap#298); ``False`` lets it use every core.
         seed: seeds UMAP, the neuron choice, the icons and the subset.
         decode: label names whose decodability is measured (default: every label of the dataset).
+        icons: ``optimized`` (feature visualization, the paper's atlases) or ``directions``: each
+            (whitened) direction shown as an image, for activations that are the pixels (Appendix A.2:
+            "the averaged activations [...] in this case are simply whitened averages over images").
     """
 
     grid_size: int = 15
@@ -69,6 +72,7 @@ class AtlasSettings:
     reproducible_layout: bool = True
     seed: int = 0
     decode: list[str] | None = None
+    icons: Literal["optimized", "directions"] = "optimized"
 
     @classmethod
     def preview(cls, **overrides: Any) -> "AtlasSettings":
@@ -192,9 +196,17 @@ def build_atlas(
     render = dict(input_shape=input_shape, normalize=normalize, pad_value=pad_value, icon_size=settings.icon_size,
                   steps=settings.steps, seed=settings.seed, device=device,
                   objective=settings.objective if settings.whiten else "dot")
+    if settings.icons == "directions":
+        def draw(_features: Any, targets: torch.Tensor, **_: Any) -> RenderResult:
+            return directions_as_icons(targets, input_shape)
+    elif settings.icons == "optimized":
+        draw = render_icons
+    else:
+        raise ValueError(f"icons must be 'optimized' or 'directions', got {settings.icons!r}.")
     start = time.perf_counter()
-    say(f"atlas: rendering {len(layout.cells)} icons, {settings.steps} steps, one batch")
-    icons = render_icons(features, torch.from_numpy(layout.whitened).float(), **render)
+    say(f"atlas: rendering {len(layout.cells)} icons" +
+        (f", {settings.steps} steps, one batch" if settings.icons == "optimized" else " from their directions"))
+    icons = draw(features, torch.from_numpy(layout.whitened).float(), **render)
     seconds["render_icons"] = time.perf_counter() - start
 
     neuron_icons, neuron_indices = None, np.zeros(0, np.int64)
@@ -203,7 +215,7 @@ def build_atlas(
         indices, onehot = neuron_directions(width, min(settings.neurons, width), seed=settings.seed)
         targets = whiten(onehot, torch.from_numpy(layout.matrix)) if settings.whiten and settings.whiten_neurons else onehot
         start = time.perf_counter()
-        neuron_icons = render_icons(features, targets.float(), **render)
+        neuron_icons = draw(features, targets.float(), **render)
         seconds["render_neurons"] = time.perf_counter() - start
         neuron_indices = indices.numpy()
 
@@ -211,8 +223,9 @@ def build_atlas(
     decode = settings.decode if settings.decode is not None else sorted(labels)
     metrics = atlas_metrics(acts.numpy(), labels=labels, layout=layout, decode=decode, seed=settings.seed,
                             head_weight=None if head_weight is None else head_weight.detach().cpu().numpy())
-    metrics["atlas/icon_objective_mean"] = float(icons.objective.mean())
-    metrics["atlas/icon_objective_raised"] = float((icons.objective > icons.initial_objective).float().mean())
+    if settings.icons == "optimized":
+        metrics["atlas/icon_objective_mean"] = float(icons.objective.mean())
+        metrics["atlas/icon_objective_raised"] = float((icons.objective > icons.initial_objective).float().mean())
     seconds["metrics"] = time.perf_counter() - start
 
     class_label = class_label or next(iter(labels), None)

@@ -451,6 +451,30 @@ class RenderResult:
     seconds: float
 
 
+def directions_as_icons(directions: torch.Tensor, input_shape: Sequence[int], clip: float = 0.01) -> RenderResult:
+    """Directions in pixel space shown as images: Appendix A.2's icons, "simply whitened averages over images".
+
+    When the activations are the (normalized) pixels, a cell's direction already is an image, so
+    nothing is optimized: each ``[D]`` row is reshaped to ``input_shape`` and scaled to [0, 1] on its
+    own, from its ``clip`` to its ``1 - clip`` quantile, clipped (a constant row becomes 0.5).
+    Quantiles rather than min and max because whitening gives the few pixels that hardly ever vary
+    (MNIST's borders) huge weights, which would leave every other pixel mid-grey. Objective fields
+    are NaN: there is none.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    d = torch.as_tensor(directions, dtype=torch.float32).detach().cpu()
+    if d.ndim != 2 or d.shape[1] != math.prod(shape):
+        raise ValueError(f"directions of shape {tuple(d.shape)} are not images of shape {shape}: "
+                         f"icons='directions' needs activations that are the {math.prod(shape)} input pixels.")
+    bounds = torch.quantile(d, torch.tensor([clip, 1.0 - clip]), dim=1, keepdim=True)
+    low, span = bounds[0], bounds[1] - bounds[0]
+    scaled = ((d - low) / span.clamp_min(1e-12)).clamp(0.0, 1.0)
+    icons = torch.where(span > 0, scaled, torch.full_like(d, 0.5)).view(len(d), *shape)
+    nan = torch.full((len(d),), float("nan"))
+    return RenderResult(icons=icons, objective=nan, cosine=nan, initial_objective=nan, last_step_objective=nan,
+                        steps=0, icon_size=shape[-1], objective_mode="none", transforms=(), seconds=0.0)
+
+
 def neuron_directions(width: int, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` distinct neurons of a ``width``-unit layer drawn by ``seed`` (sorted), and their one-hot rows.
 
