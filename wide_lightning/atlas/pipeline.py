@@ -183,6 +183,13 @@ def build_atlas(
         features = projected(features, basis)
     elif settings.space != "hidden":
         raise ValueError(f"space must be 'hidden' or 'classifier_subspace', got {settings.space!r}.")
+    if settings.icons == "directions":
+        def draw(_features: Any, targets: torch.Tensor, **_: Any) -> RenderResult:
+            return directions_as_icons(targets, input_shape)
+    elif settings.icons == "optimized":
+        draw = render_icons
+    else:
+        raise ValueError(f"icons must be 'optimized' or 'directions', got {settings.icons!r}.")
 
     start = time.perf_counter()
     say(f"atlas: laying out {len(acts)} activations of width {acts.shape[1]} (UMAP)")
@@ -196,13 +203,6 @@ def build_atlas(
     render = dict(input_shape=input_shape, normalize=normalize, pad_value=pad_value, icon_size=settings.icon_size,
                   steps=settings.steps, seed=settings.seed, device=device,
                   objective=settings.objective if settings.whiten else "dot")
-    if settings.icons == "directions":
-        def draw(_features: Any, targets: torch.Tensor, **_: Any) -> RenderResult:
-            return directions_as_icons(targets, input_shape)
-    elif settings.icons == "optimized":
-        draw = render_icons
-    else:
-        raise ValueError(f"icons must be 'optimized' or 'directions', got {settings.icons!r}.")
     start = time.perf_counter()
     say(f"atlas: rendering {len(layout.cells)} icons" +
         (f", {settings.steps} steps, one batch" if settings.icons == "optimized" else " from their directions"))
