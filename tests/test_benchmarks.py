@@ -1,0 +1,62 @@
+"""The benchmark scripts run end to end on tiny settings and print their side-by-side tables.
+
+Nothing here is timed (timings belong in ``docs/``); these runs make sure a GPU session, when one is
+lent, does not spend its minutes on a script that no longer runs.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_benchmark(script: str, *arguments: str, cwd) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *arguments], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of every markdown table row below a header (the ``|---|`` line is dropped)."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in output.splitlines()
+            if line.startswith("|") and not set(line) <= set("|- ")]
+    return [row for row in rows if row[0] not in ("variant", "depth", "method")]
+
+
+def test_train_speed_prints_every_variant_with_its_accuracy(fake_data_dir, tmp_path):
+    variants = ["baseline", "bare_loop", "resident"]
+    output = run_benchmark("train_speed.py", "--data-dir", str(fake_data_dir), "--epochs", "1", "--limit-batches", "2",
+                           "--width", "4", "--workers", "0", "--warmup-steps", "1", "--variants", ",".join(variants),
+                           cwd=tmp_path)
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == variants
+    assert rows[0][-1] == "1.00x"  # the first variant is the baseline of the speed-up column
+    for row in rows:
+        assert 0.0 <= float(row[4]) <= 1.0  # val acc after the 2 timed steps
+
+
+def test_stacked_scan_prints_each_depth_and_the_total(fake_data_dir, tmp_path):
+    output = run_benchmark("stacked_scan.py", "--data-dir", str(fake_data_dir), "--depths", "1,2", "--seeds", "0,1",
+                           "--epochs", "1", "--limit-batches", "2", cwd=tmp_path)
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == ["1", "2", "all"]
+    for row in rows[:2]:
+        assert all(0.0 <= float(acc) <= 1.0 for acc in row[-2:])  # probe accuracies, one at a time and stacked
+
+
+def test_atlas_render_batched_icons_equal_one_at_a_time(tmp_path):
+    output = run_benchmark("atlas_render.py", "--icons", "3", "--steps", "4", "--width", "4", "--conv-channels", "2",
+                           "--baseline-icons", "2", "--device", "cpu", cwd=tmp_path)
+    assert len(table_rows(output)) == 2  # the baseline and ours
+    check = re.search(r"max \|baseline icon - batched icon\| over the 2 shared icons = (\S+);", output)
+    assert check is not None, output
+    assert float(check.group(1)) < 1e-4
+    assert "objective raised on 100% of the batched icons" in output
