@@ -10,8 +10,9 @@ batches normalized on the device, the progress bar refreshed every 50 steps, and
 without Lightning: the dataset as one device tensor, ``randperm`` batches, a hand-written SGD loop and
 one accuracy sync per validation epoch. All are timed over training plus the per-epoch validation,
 after a warm-up of a few steps that is not counted, and all report validation accuracy, so a speed-up
-never hides a loss of accuracy; every variant's timed network starts from the same initialization. ``--repeats`` runs the variants round-robin and reports medians (on a
-shared machine the load drifts; interleaving spreads the drift over all variants).
+never hides a loss of accuracy; every variant's timed network starts from the same initialization.
+``--repeats`` runs the variants round-robin and reports medians (on a shared machine the load drifts;
+interleaving spreads the drift over all variants).
 
     python benchmarks/train_speed.py --data-dir ../shared/datasets --epochs 10 --width 2048   # a GPU
     python benchmarks/train_speed.py --data-dir ../shared/datasets --epochs 1 --limit-batches 60 --width 20 --repeats 3
