@@ -93,6 +93,8 @@ def main() -> None:
             single = (float("nan"), [float("nan")]) if args.skip_baseline else timed(one_at_a_time, depth, args, Path(workdir))
             stack = timed(stacked, depth, args, Path(workdir))
             rows.append((depth, single, stack))
+            print(f"DEPTH {depth}: one at a time {single[0]:.1f} s, stacked {stack[0]:.1f} s, "
+                  f"probe acc stacked {sum(stack[1]) / len(stack[1]):.4f}", flush=True)
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     n = len(args.seeds)
     print(f"\nFigure 4 left scan: {n} seeds per depth, {args.epochs} epoch(s) base + {args.epochs} probe"

@@ -134,6 +134,37 @@ def bare_loop(args: argparse.Namespace) -> dict:
     return {"variant": "bare_loop", "seconds": time.perf_counter() - start, "steps": steps, "val_acc": accuracy}
 
 
+def warm_compiled(model: ConvClassifier, data: MNIST, device: str) -> None:
+    """Compile and CUDA-graph the timed net outside Lightning, on every batch shape a fit will meet.
+
+    The timed net is warmed itself and then given back its initial weights in place (the parameters
+    keep their addresses, which the recorded CUDA graphs read). Warming a throwaway compiled net
+    instead crashed under ``reduce-overhead`` on an H100 (torch 2.11): Lightning moves a finished
+    net back to the CPU, and the next net's recorded backward still read the throwaway's parameters
+    ("mat2 is on cpu").
+    """
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    net = model.net.to(device)
+    data.setup("fit")
+    sizes = {"train": {128, len(data.dataset("train")) % 128} - {0}, "val": {128, len(data.dataset("val")) % 128} - {0}}
+    for train, split in ((True, "train"), (False, "val")):
+        net.train(train)
+        for size in sorted(sizes[split], reverse=True):
+            x = data.batch_transform(torch.rand(size, 1, 28, 28, device=device), train=train)
+            for _ in range(3):  # cudagraph trees record on the second or third call
+                torch.compiler.cudagraph_mark_step_begin()
+                if train:
+                    # no accumulation: a backward graph's outputs (the grads) are overwritten by its next replay
+                    net.zero_grad(set_to_none=True)
+                    net(x).sum().backward()
+                else:
+                    with torch.inference_mode():
+                        net(x)
+    net.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        model.load_state_dict(initial)
+
+
 def run(variant: str, args: argparse.Namespace) -> dict:
     if variant == "bare_loop":
         return bare_loop(args)
@@ -143,20 +174,22 @@ def run(variant: str, args: argparse.Namespace) -> dict:
         data = PlainLoaders(workers=args.workers, **common)
     else:
         data = MNIST(placement="device", **common)
-    model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=args.width, lr=0.01)
-    callbacks = [TQDMProgressBar(refresh_rate=1 if variant == "baseline" else 50)]
-    if variant.endswith("compile"):
-        callbacks.append(CompileNetwork(mode=args.compile_mode))
+    compiled = variant.endswith("compile")
     precision = "bf16-mixed" if "bf16" in variant else "32-true"
     limits = dict(limit_train_batches=args.limit_batches, limit_val_batches=args.limit_batches) if args.limit_batches else {}
     trainer_kwargs = dict(accelerator=args.device, devices=1, logger=False, enable_checkpointing=False,
                           enable_model_summary=False, num_sanity_val_steps=0, precision=precision)
-    # warm-up (CUDA context, cuDNN autotuning, compilation), not timed
-    Trainer(max_steps=args.warmup_steps, callbacks=callbacks, limit_val_batches=0, **trainer_kwargs).fit(model, datamodule=data)
+    progress = TQDMProgressBar(refresh_rate=1 if variant == "baseline" else 50)
+    # warm-up (CUDA context, cuDNN autotuning, the data's first load), not timed
+    warm_up = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=args.width, lr=0.01)
+    Trainer(max_steps=args.warmup_steps, callbacks=[progress], limit_val_batches=0, **trainer_kwargs).fit(warm_up, datamodule=data)
     torch.manual_seed(INIT_SEED)
     model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=args.width, lr=0.01)
-    callbacks = [c for c in callbacks if not isinstance(c, CompileNetwork)] + (
-        [CompileNetwork(mode=args.compile_mode)] if variant.endswith("compile") else [])
+    callbacks = [progress]
+    if compiled:
+        callbacks.append(CompileNetwork(mode=args.compile_mode))
+        model.net.compile(mode=args.compile_mode)  # CompileNetwork sees it compiled and leaves it
+        warm_compiled(model, data, args.device)
     trainer = Trainer(max_epochs=args.epochs, callbacks=callbacks, **limits, **trainer_kwargs)
     synchronize(args.device)
     start = time.perf_counter()
@@ -165,6 +198,17 @@ def run(variant: str, args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - start
     return {"variant": variant, "seconds": seconds, "steps": trainer.global_step,
             "val_acc": float(trainer.callback_metrics.get("val/acc", float("nan")))}
+
+
+def run_reported(variant: str, args: argparse.Namespace) -> dict:
+    """One timed run, its row printed at once (a later variant's crash or a time limit loses nothing)."""
+    try:
+        result = run(variant, args)
+    except Exception as error:  # noqa: BLE001 - a failed variant is a row of the table, not the end of the run
+        result = {"variant": variant, "seconds": float("nan"), "steps": 0, "val_acc": float("nan"),
+                  "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+    print(f"RESULT {result}", flush=True)
+    return result
 
 
 def main() -> None:
@@ -183,7 +227,7 @@ def main() -> None:
     parser.add_argument("--compile-mode", default="reduce-overhead" if torch.cuda.is_available() else "default")
     args = parser.parse_args()
     variants = args.variants.split(",")
-    rounds = [[run(v, args) for v in variants] for _ in range(args.repeats)]
+    rounds = [[run_reported(v, args) for v in variants] for _ in range(args.repeats)]
     results = []
     for i, variant in enumerate(variants):
         runs = [r[i] for r in rounds]
@@ -200,6 +244,8 @@ def main() -> None:
     for r in results:
         print(f"| {r['variant']} | {r['seconds']:.1f} s | {r['spread']:.1f} s | {r['steps'] / r['seconds']:.1f} | "
               f"{r['val_acc']:.4f} | {base / r['seconds']:.2f}x |")
+    for r in (r for round_ in rounds for r in round_ if "error" in r):
+        print(f"{r['variant']} failed: {r['error']}")
 
 
 if __name__ == "__main__":

@@ -29,3 +29,15 @@ def test_compiled_network_trains_and_keeps_its_checkpoint_keys(fake_data_dir, tm
 def test_compile_needs_a_task_with_a_network():
     with pytest.raises(ValueError, match="CompileNetwork compiles a task's `net`; LightningModule has none"):
         CompileNetwork().setup(None, LightningModule(), "fit")
+
+
+@pytest.mark.parametrize("mode, marks", [("reduce-overhead", 4), ("default", 0)])
+def test_cuda_graph_mode_marks_a_new_step_before_every_batch(monkeypatch, mode, marks):
+    calls = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: calls.append(1))
+    callback = CompileNetwork(mode=mode)
+    callback.on_train_batch_start(None, None, None, 0)
+    callback.on_validation_batch_start(None, None, None, 0)
+    callback.on_test_batch_start(None, None, None, 0)
+    callback.on_predict_batch_start(None, None, None, 0)
+    assert len(calls) == marks

@@ -63,6 +63,41 @@ def test_training_logs_every_split_and_the_best(fake_data_dir):
     assert set(result) == {"test/loss", "test/acc"}
 
 
+def test_epoch_values_are_exact_means_and_the_step_loss_is_logged_on_logger_steps_only(fake_data_dir, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    data = MNIST(data_dir=fake_data_dir, download=False, val_size=200, batch_size=64)
+    model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=4)
+    logged_steps = []
+    log = model.log
+
+    def spy(name, *args, **kwargs):
+        if name == "train/loss_step":
+            logged_steps.append(model.global_step)
+        return log(name, *args, **kwargs)
+
+    model.log = spy
+    trainer = tiny_trainer(max_epochs=1, limit_train_batches=12, limit_val_batches=None, log_every_n_steps=5,
+                           logger=CSVLogger(tmp_path))
+    trainer.fit(model, datamodule=data)
+    # Lightning writes step metrics after the 4th and 9th batches (its batch count after the step, plus one, is a
+    # multiple of 5) and labels them steps 4 and 9; during those batches' training_step, global_step is 3 and 8
+    assert logged_steps == [3, 8]
+    rows = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    steps_with_loss = [int(r.split(",")[header.index("step")]) for r in rows[1:]
+                       if r.split(",")[header.index("train/loss_step")]]
+    assert steps_with_loss == [4, 9]
+    # val/loss and val/acc of the epoch: the exact means over all 200 validation examples (batches 64, 64, 64, 8)
+    model.eval()
+    x, y = data.dataset("val").images, data.dataset("val").labels["digit"]
+    with torch.no_grad():
+        logits = model(data.batch_transform(x, train=False))
+    metrics = trainer.callback_metrics
+    assert metrics["val/loss"].item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    assert metrics["val/acc"].item() == pytest.approx((logits.argmax(1) == y).float().mean().item(), abs=1e-6)
+
+
 def test_probe_trains_only_the_head_and_leaves_the_backbone_bit_identical(fake_data_dir, backbone_checkpoint):
     original = load_backbone_task(backbone_checkpoint).net.features.state_dict()
     data = TranslatedMNIST(data_dir=fake_data_dir, download=False, target="digit", batch_size=64, test_each_epoch=True)

@@ -11,8 +11,9 @@ loss every ``refresh_rate`` steps (``TQDM_MINITERS=50`` or ``--trainer.enable_pr
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -42,3 +43,24 @@ class CompileNetwork(Callback):
             net.compile(mode=self.mode, fullgraph=self.fullgraph)
             rank_zero_info(f"CompileNetwork: {type(net).__name__} compiled (mode={self.mode}); "
                            f"the first steps include the compilation")
+
+    def _mark_step(self) -> None:
+        # CUDA graphs reuse their output memory on the next replay; marking each batch as a new step
+        # tells the graph trees where a step begins when validation forwards interleave with training.
+        if self.mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._mark_step()
+
+    def on_validation_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                                  dataloader_idx: int = 0) -> None:
+        self._mark_step()
+
+    def on_test_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                            dataloader_idx: int = 0) -> None:
+        self._mark_step()
+
+    def on_predict_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                               dataloader_idx: int = 0) -> None:
+        self._mark_step()

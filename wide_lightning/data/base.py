@@ -353,8 +353,14 @@ class ImageDataModule(LightningDataModule, ABC):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> what the network was trained on (atlas icons go through this too)."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(-1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(-1, 1, 1)
+        # Cached per device: ``torch.tensor(list, device="cuda")`` copies from pageable host memory, which
+        # waits for the GPU, so building these every step kept the CPU from running ahead of it.
+        key = (x.device, x.dtype)
+        cache = self.__dict__.setdefault("_normalize_cache", {})
+        if key not in cache:
+            cache[key] = (torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(-1, 1, 1),
+                          torch.tensor(self.std, device=x.device, dtype=x.dtype).view(-1, 1, 1))
+        mean, std = cache[key]
         return (x - mean) / std
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:

@@ -83,17 +83,15 @@ class StackedTask(ClassificationTask):
         logits = self.net(x)  # [S, B, K]
         members, size = logits.shape[:2]
         y = y.expand(members, size)
-        per_member = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(members, size).mean(1)
+        per_example = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        per_member = per_example.view(members, size).mean(1)
         getattr(self, f"{split}_acc").update(logits.detach(), y)
-        self._log_loss(split, per_member.mean(), size)
+        self._track_loss(split, per_example)
         # the sum, not the mean: each member gets the gradient of its own mean loss, as when alone
         return per_member.sum()
 
     def _log_accuracy(self, split: str, best: bool) -> None:
-        metric = getattr(self, f"{split}_acc")
-        acc = metric.compute()
-        metric.reset()
-        self.log(f"{split}/acc", acc.mean(), prog_bar=True)
+        acc = self._log_epoch(split)
         for seed, value in zip(self.seeds, acc):
             self.log(f"seed{seed}/{split}/acc", value)
         if best:
@@ -111,6 +109,7 @@ class StackedTask(ClassificationTask):
     def on_validation_epoch_end(self) -> None:
         for split in sorted(self._splits_seen):
             if self.trainer.sanity_checking:
+                getattr(self, f"{split}_loss").reset()
                 getattr(self, f"{split}_acc").reset()
             else:
                 self._log_accuracy(split, best=True)
