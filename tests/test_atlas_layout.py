@@ -12,6 +12,7 @@ from wide_lightning.atlas.layout import (
     classifier_subspace_basis,
     classifier_subspace_projection,
     compute_layout,
+    exact_knn,
     grid_cells,
     normalize_layout,
     second_moment,
@@ -298,3 +299,67 @@ def test_real_umap_on_relu_clusters():
     xy01 = normalize_layout(xy)
     assert decodability(xy01[40:], labels[40:], method="knn").accuracy > 0.95
     np.testing.assert_array_equal(umap_layout(a, seed=0), xy)  # seeded: reproducible
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_knn_matches_brute_force_and_puts_each_row_first(metric):
+    rng = np.random.default_rng(3)
+    a = np.maximum(rng.standard_normal((57, 9)), 0).astype(np.float32)
+    a[5] = 0.0  # an all-zero row: at cosine distance 1 from every other row, 0 from itself
+    if metric == "cosine":
+        unit = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)
+        d = 1.0 - unit.astype(np.float64) @ unit.T.astype(np.float64)
+    else:
+        d = np.linalg.norm(a[:, None].astype(np.float64) - a[None].astype(np.float64), axis=2)
+    np.fill_diagonal(d, 0.0)
+    index, dist = exact_knn(a, 6, metric, chunk=10)  # several chunks, one of them partial
+    assert index.shape == dist.shape == (57, 6) and index.dtype == np.int64
+    np.testing.assert_array_equal(index[:, 0], np.arange(57))
+    np.testing.assert_array_equal(dist[:, 0], 0.0)
+    assert (np.diff(dist, axis=1) >= 0).all()
+    np.testing.assert_allclose(dist, np.take_along_axis(d, index, 1), atol=1e-5)
+    for row in range(57):
+        if row == 5 and metric == "cosine":
+            np.testing.assert_allclose(dist[row, 1:], 1.0)  # every other row is a tie at 1
+            continue
+        expected = np.sort(d[row])[:6]
+        np.testing.assert_allclose(dist[row], expected, atol=1e-5)
+
+
+def test_exact_knn_errors():
+    with pytest.raises(ValueError, match="got metric='correlation'"):
+        exact_knn(np.eye(4, dtype=np.float32), 2, "correlation")
+    with pytest.raises(ValueError, match="k=5 neighbours need 1 <= k <= 4"):
+        exact_knn(np.eye(4, dtype=np.float32), 5)
+
+
+def test_knn_auto_is_exact_on_a_gpu_only():
+    from wide_lightning.atlas.pipeline import resolve_knn
+
+    assert resolve_knn("auto", "cuda") == "exact"
+    assert resolve_knn("auto", torch.device("cuda", 0)) == "exact"
+    assert resolve_knn("auto", "cpu") == resolve_knn("auto", None) == "umap"
+    assert resolve_knn("exact", "cpu") == "exact"
+    with pytest.raises(ValueError, match="knn must be 'auto', 'exact' or 'umap', got 'kd'"):
+        resolve_knn("kd", "cpu")
+
+
+@pytest.mark.slow
+def test_real_umap_on_the_exact_neighbour_graph(monkeypatch):
+    """knn='exact' hands UMAP the brute-force graph: its own search never runs, and the layout separates the clusters."""
+    import umap.umap_
+    from wide_lightning.atlas.metrics import decodability
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("UMAP searched for neighbours although they were given")
+
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", no_search)
+    a, labels = relu_clusters(500, width=32, k=3)
+    a[25:40] = a[40]
+    # below 4,096 points UMAP computes all distances itself; forcing its large-data path takes the given graph
+    xy = umap_layout(a, seed=0, knn="exact", force_approximation_algorithm=True)
+    assert xy.shape == (500, 2) and np.isfinite(xy).all()
+    assert decodability(normalize_layout(xy)[40:], labels[40:], method="knn").accuracy > 0.95
+    np.testing.assert_array_equal(umap_layout(a, seed=0, knn="exact", force_approximation_algorithm=True), xy)
+    with pytest.raises(AssertionError, match="searched for neighbours"):  # the check itself can fail
+        umap_layout(a, seed=0, knn="umap", force_approximation_algorithm=True)

@@ -28,14 +28,16 @@ def table_rows(output: str) -> list[list[str]]:
     """The cells of every markdown table row below a header (the ``|---|`` line is dropped)."""
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in output.splitlines()
             if line.startswith("|") and not set(line) <= set("|- ")]
-    return [row for row in rows if row[0] not in ("variant", "depth", "method")]
+    return [row for row in rows if row[0] not in ("variant", "depth", "method", "layout")]
 
 
 def test_train_speed_prints_every_variant_with_its_accuracy(fake_data_dir, tmp_path):
-    variants = ["baseline", "bare_loop", "resident"]
+    # resident_compile warms the timed net itself before the fit (the path that had crashed on a GPU)
+    variants = ["baseline", "bare_loop", "resident", "resident_compile"]
     output = run_benchmark("train_speed.py", "--data-dir", str(fake_data_dir), "--epochs", "1", "--limit-batches", "2",
                            "--width", "4", "--workers", "0", "--warmup-steps", "1", "--variants", ",".join(variants),
-                           cwd=tmp_path)
+                           "--compile-mode", "default", cwd=tmp_path)
+    assert "failed" not in output, output
     rows = table_rows(output)
     assert [row[0] for row in rows] == variants
     assert rows[0][-1] == "1.00x"  # the first variant is the baseline of the speed-up column
@@ -60,3 +62,23 @@ def test_atlas_render_batched_icons_equal_one_at_a_time(tmp_path):
     assert check is not None, output
     assert float(check.group(1)) < 1e-4
     assert "objective raised on 100% of the batched icons" in output
+
+
+def test_atlas_layout_prints_both_neighbour_graphs(fake_data_dir, tmp_path):
+    from lightning.pytorch import Trainer
+
+    from wide_lightning import MNIST, ConvClassifier
+
+    data = MNIST(data_dir=fake_data_dir, download=False, batch_size=32)
+    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=2), datamodule=data)
+    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
+    output = run_benchmark("atlas_layout.py", "--checkpoint", str(tmp_path / "tiny.ckpt"),
+                           "--data-dir", str(fake_data_dir), "--points", "300", "--device", "cpu", cwd=tmp_path)
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == ["baseline: UMAP's NN-descent (L-NB)", "ours: exact kNN graph"]
+    for row in rows:
+        assert 0.0 <= float(row[3]) <= 1.0  # the classes' kNN accuracy on each layout
+    recall = re.search(r"NN-descent found (\S+)% of the exact 20 neighbours", output)
+    assert recall is not None and 0.0 <= float(recall.group(1)) <= 100.0, output

@@ -42,13 +42,15 @@ class ActivationAtlas(Callback):
         icon_size: int | None = None,
         reducer: Literal["umap", "pca"] = "umap",
         reproducible_layout: bool = True,
+        knn: Literal["auto", "exact", "umap"] = "auto",
         seed: int = 0,
         batch_size: int = 1024,
         output_dir: str | None = None,
     ) -> None:
         self.settings = AtlasSettings(grid_size=grid_size, min_density=min_density, steps=steps, whiten=whiten,
                                       neurons=neurons, space=space, max_points=max_points, icon_size=icon_size,
-                                      reducer=reducer, reproducible_layout=reproducible_layout, seed=seed)
+                                      reducer=reducer, reproducible_layout=reproducible_layout, knn=knn,
+                                      seed=seed)
         self.batch_size = batch_size
         self.output_dir = output_dir
         self.result: AtlasResult | None = None

@@ -58,6 +58,7 @@ def atlas(
     icon_size: int | None = None,
     reducer: Literal["umap", "pca"] = "umap",
     reproducible_layout: bool = True,
+    knn: Literal["auto", "exact", "umap"] = "auto",
     preview: bool = False,
     seed: int = 0,
     split: Literal["train", "val", "test"] = "train",
@@ -77,7 +78,7 @@ def atlas(
             ``raw_input``: activations = pixels (Appendix A.2), whose icons are the whitened cell
             averages themselves, as in the paper (``layer="input"`` too), not optimized images.
         grid_size, min_density, steps, whiten, neurons, space, max_points, icon_size, reducer,
-            reproducible_layout, seed: see
+            reproducible_layout, knn, seed: see
             ``AtlasSettings`` (unset: the paper's 15 x 15 grid, 512 steps, all points).
         preview: unset values become 64 steps, a 10 x 10 grid and 10,000 points.
         split: which split to lay out (the paper: the whole training set).
@@ -109,7 +110,7 @@ def atlas(
     given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
     settings = (AtlasSettings.preview if preview else AtlasSettings)(
         min_density=min_density, whiten=whiten, neurons=neurons, space=space, icon_size=icon_size, reducer=reducer,
-        reproducible_layout=reproducible_layout, seed=seed,
+        reproducible_layout=reproducible_layout, knn=knn, seed=seed,
         icons="directions" if layer == "input" else "optimized", **given)
     dataset = datamodule.dataset(split)
     if settings.max_points is not None and settings.max_points < len(dataset):  # collect only what is laid out
