@@ -12,7 +12,7 @@ from wide_lightning.cli import build_cli
 from wide_lightning.nets import MLP
 from wide_lightning.stack import StackedNet
 from wide_lightning.tasks.probe import CheckpointKindError, LinearProbe
-from wide_lightning.tasks.stacked import StackedAccuracy
+from wide_lightning.tasks.metrics import EpochLossAccuracy
 
 SHAPE = (1, 28, 28)
 
@@ -45,13 +45,19 @@ def test_stacked_net_matches_its_members_and_checks_inputs():
         StackedNet([MLP(SHAPE, 5, depth=2, width=8), MLP(SHAPE, 5, depth=2, width=9)])
 
 
-def test_stacked_accuracy_against_hand_counts():
-    metric = StackedAccuracy(2)
+def test_epoch_loss_accuracy_against_hand_counts():
+    metric = EpochLossAccuracy(members=2)
     logits = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]],    # member 0 predicts 0, 1, 0
                            [[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]])   # member 1 predicts 1, 1, 1
-    metric.update(logits, torch.tensor([0, 1, 1]))                   # shared targets
-    metric.update(logits[:, :1], torch.tensor([[0], [0]]))          # per-member targets
-    torch.testing.assert_close(metric.compute(), torch.tensor([3 / 4, 2 / 4]))
+    metric.update(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), logits, torch.tensor([0, 1, 1]))  # shared targets
+    metric.update(torch.tensor([[2.0], [7.0]]), logits[:, :1], torch.tensor([[0], [0]]))  # per-member targets
+    loss, acc = metric.compute()
+    torch.testing.assert_close(loss, torch.tensor([8 / 4, 22 / 4]))
+    torch.testing.assert_close(acc, torch.tensor([3 / 4, 2 / 4]))
+    single = EpochLossAccuracy()  # one network: scalar results
+    single.update(torch.tensor([0.5, 1.5]), logits[0, :2], torch.tensor([0, 0]))
+    loss, acc = single.compute()
+    assert loss.shape == acc.shape == () and loss.item() == 1.0 and acc.item() == 0.5
 
 
 def test_members_start_as_seeded_single_runs_and_train_exactly_as_alone(fake_data_dir):

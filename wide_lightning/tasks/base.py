@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MaxMetric
+
+from wide_lightning.tasks.metrics import EpochLossAccuracy
 
 #: The checkpoint key that marks a wide_lightning checkpoint and names its task class.
 CHECKPOINT_KEY = "wide_lightning"
@@ -48,13 +49,9 @@ class ClassificationTask(LightningModule):
         super().__init__()
         self.lr_value = lr
         self.momentum = momentum
-        # The inputs are our own logits and labels: validate_args would compare the labels' values on the
-        # host, a GPU sync every step.
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        for split in ("train", "val", "test"):  # a NaN check per step would sync too; a NaN loss shows anyway
-            setattr(self, f"{split}_loss", MeanMetric(nan_strategy="disable"))
+        self.train_metrics = EpochLossAccuracy()
+        self.val_metrics = EpochLossAccuracy()
+        self.test_metrics = EpochLossAccuracy()
         self.val_acc_best = MaxMetric()
         self.test_acc_best = MaxMetric()
         self._splits_seen: set[str] = set()
@@ -70,12 +67,11 @@ class ClassificationTask(LightningModule):
         x, y = batch
         logits = self(x)
         per_example = F.cross_entropy(logits, y, reduction="none")
-        getattr(self, f"{split}_acc").update(logits, y)
-        self._track_loss(split, per_example)
+        self._track(split, per_example, logits, y)
         return per_example.mean()
 
-    def _track_loss(self, split: str, per_example: torch.Tensor) -> None:
-        """Accumulate the epoch's loss; in training, log ``train/loss_step`` on the steps the logger writes.
+    def _track(self, split: str, per_example: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Accumulate the epoch's loss and accuracy; in training, log ``train/loss_step`` on the logger's steps.
 
         Every ``self.log`` call costs Lightning about 0.3-1 ms of Python (it re-checks the stored
         result's device each time), several times a small network's step on a GPU. So the epoch
@@ -83,7 +79,7 @@ class ClassificationTask(LightningModule):
         loss is logged only where the logger would record it (``log_every_n_steps``). The step value
         is this rank's; the epoch means cover all ranks.
         """
-        getattr(self, f"{split}_loss").update(per_example.detach())
+        getattr(self, f"{split}_metrics").update(per_example, logits, target)
         trainer = self._trainer
         # Lightning writes step metrics after the batch whose count (after the step) + 1 is a multiple
         # of log_every_n_steps; during training_step that count is still global_step.
@@ -91,14 +87,14 @@ class ClassificationTask(LightningModule):
             self.log("train/loss_step", per_example.detach().mean(), prog_bar=True)
 
     def _log_epoch(self, split: str) -> torch.Tensor:
-        """Log ``{split}/loss`` and ``{split}/acc`` of the finished epoch (synced over ranks), reset both."""
-        loss, acc = getattr(self, f"{split}_loss"), getattr(self, f"{split}_acc")
-        value = acc.compute()
-        self.log(f"{split}/loss", loss.compute())
-        self.log(f"{split}/acc", value if value.ndim == 0 else value.mean(), prog_bar=True)
-        loss.reset()
-        acc.reset()
-        return value
+        """Log ``{split}/loss`` and ``{split}/acc`` of the finished epoch (over all ranks; a stack's: the
+        members' mean), reset them, and return the accuracy (a stack's: one per member)."""
+        metrics = getattr(self, f"{split}_metrics")
+        loss, acc = metrics.compute()
+        metrics.reset()
+        self.log(f"{split}/loss", loss.mean())
+        self.log(f"{split}/acc", acc.mean(), prog_bar=True)
+        return acc
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -126,8 +122,7 @@ class ClassificationTask(LightningModule):
     def on_validation_epoch_end(self) -> None:
         for split in sorted(self._splits_seen):
             if self.trainer.sanity_checking:
-                getattr(self, f"{split}_loss").reset()
-                getattr(self, f"{split}_acc").reset()
+                getattr(self, f"{split}_metrics").reset()
                 continue
             best = getattr(self, f"{split}_acc_best")
             best(self._log_epoch(split))

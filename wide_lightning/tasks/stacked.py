@@ -19,11 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.seed import isolate_rng
-from torchmetrics import Metric
 
 from wide_lightning.nets import MLP
 from wide_lightning.stack import StackedNet
 from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
+from wide_lightning.tasks.metrics import EpochLossAccuracy
 from wide_lightning.tasks.probe import (
     CheckpointKindError,
     ProbeNet,
@@ -32,25 +32,6 @@ from wide_lightning.tasks.probe import (
     probe_head,
     with_backbone_facts,
 )
-
-
-class StackedAccuracy(Metric):
-    """Accuracy of each of ``S`` members: logits ``[S, B, K]``, targets ``[S, B]`` or ``[B]`` -> ``[S]``."""
-
-    full_state_update = False
-
-    def __init__(self, num_members: int) -> None:
-        super().__init__()
-        self.add_state("correct", default=torch.zeros(num_members), dist_reduce_fx="sum")
-        self.add_state("total", default=torch.zeros(num_members), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        target = target.expand(logits.shape[:2])
-        self.correct += (logits.argmax(-1) == target).sum(1).to(self.correct.dtype)
-        self.total += target.shape[1]
-
-    def compute(self) -> torch.Tensor:
-        return self.correct / self.total.clamp(min=1)
 
 
 def _check_seeds(seeds: list[int]) -> list[int]:
@@ -69,7 +50,7 @@ class StackedTask(ClassificationTask):
         super().__init__(num_classes, lr, momentum)
         self.seeds = _check_seeds(seeds)
         for split in ("train", "val", "test"):
-            setattr(self, f"{split}_acc", StackedAccuracy(len(self.seeds)))
+            setattr(self, f"{split}_metrics", EpochLossAccuracy(members=len(self.seeds)))
         del self.val_acc_best, self.test_acc_best  # a stack keeps one best per member in ``_best``
         self._best: dict[str, torch.Tensor] = {}
 
@@ -83,12 +64,10 @@ class StackedTask(ClassificationTask):
         logits = self.net(x)  # [S, B, K]
         members, size = logits.shape[:2]
         y = y.expand(members, size)
-        per_example = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-        per_member = per_example.view(members, size).mean(1)
-        getattr(self, f"{split}_acc").update(logits.detach(), y)
-        self._track_loss(split, per_example)
+        per_example = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(members, size)
+        self._track(split, per_example, logits, y)
         # the sum, not the mean: each member gets the gradient of its own mean loss, as when alone
-        return per_member.sum()
+        return per_example.mean(1).sum()
 
     def _log_accuracy(self, split: str, best: bool) -> None:
         acc = self._log_epoch(split)
@@ -109,8 +88,7 @@ class StackedTask(ClassificationTask):
     def on_validation_epoch_end(self) -> None:
         for split in sorted(self._splits_seen):
             if self.trainer.sanity_checking:
-                getattr(self, f"{split}_loss").reset()
-                getattr(self, f"{split}_acc").reset()
+                getattr(self, f"{split}_metrics").reset()
             else:
                 self._log_accuracy(split, best=True)
 
