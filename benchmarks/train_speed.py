@@ -206,7 +206,7 @@ def run_reported(variant: str, args: argparse.Namespace) -> dict:
         result = run(variant, args)
     except Exception as error:  # noqa: BLE001 - a failed variant is a row of the table, not the end of the run
         result = {"variant": variant, "seconds": float("nan"), "steps": 0, "val_acc": float("nan"),
-                  "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+                  "error": f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"}
     print(f"RESULT {result}", flush=True)
     return result
 

@@ -81,12 +81,12 @@ def exact_knn(points: Any, k: int, metric: str = "cosine", device: str | torch.d
         squared = (x * x).sum(1)
     indices, distances = [], []
     for start in range(0, n, chunk):
-        rows = torch.arange(start, min(start + chunk, n), device=x.device)
+        block = x[start:start + chunk]
         if metric == "cosine":
-            d = 1.0 - x[rows] @ x.T
+            d = 1.0 - block @ x.T
         else:
-            d = (squared[rows, None] - 2.0 * x[rows] @ x.T + squared[None]).clamp_min_(0.0).sqrt_()
-        d[torch.arange(len(rows), device=x.device), rows] = -1.0  # self first, whatever rounding does
+            d = (squared[start:start + chunk, None] - 2.0 * block @ x.T + squared[None]).clamp_min_(0.0).sqrt_()
+        d.diagonal(start).fill_(-1.0)  # entries (i, start + i): each row itself, first whatever rounding does
         value, index = d.topk(k, dim=1, largest=False)
         indices.append(index.cpu())
         distances.append(value.clamp_min_(0.0).cpu())
