@@ -4,7 +4,8 @@ For each depth, the baseline trains ``len(seeds)`` ``MLPClassifier`` runs one af
 followed by its ``LinearProbe`` on the frozen features, with a plain ``DataLoader`` and ``Trainer``
 (what ``sweeps/figure4_left.yaml`` runs, minus process start-up and W&B). Ours trains one
 ``StackedMLPClassifier`` with all seeds and then one ``StackedLinearProbe``, on the resident data
-path (what ``sweeps/figure4_left_stacked.yaml`` runs). Both use translated MNIST (shift, then digit),
+path (what ``sweeps/figure4_left_stacked.yaml`` runs); ``--captured-step`` adds ``CapturedTrainingStep``
+to both of its fits. Both use translated MNIST (shift, then digit),
 batch 128, lr 0.01. The table gives wall time, models per minute and the mean probe accuracy of each.
 
     python benchmarks/stacked_scan.py --data-dir ../shared/datasets --depths 1,2,...,20 --epochs 10   # a GPU
@@ -22,14 +23,16 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 
 from wide_lightning import LinearProbe, MLPClassifier, StackedLinearProbe, StackedMLPClassifier, TranslatedMNIST
+from wide_lightning.speed import CapturedTrainingStep
 
 SHAPE = (1, 28, 28)
 
 
-def make_trainer(args: argparse.Namespace, epochs: int) -> Trainer:
+def make_trainer(args: argparse.Namespace, epochs: int, captured: bool = False) -> Trainer:
     limits = dict(limit_train_batches=args.limit_batches, limit_val_batches=args.limit_batches) if args.limit_batches else {}
     return Trainer(accelerator=args.device, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **limits)
+                   enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                   callbacks=[CapturedTrainingStep()] if captured else None, **limits)
 
 
 def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNIST:
@@ -39,10 +42,11 @@ def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNI
 
 def transfer(base, probe_class, placement: str, path: Path, args: argparse.Namespace) -> dict[str, float]:
     """Base training on the shift, then the probe on the digit: one point of Figure 4 (or a stack of them)."""
-    trainer = make_trainer(args, args.epochs)
+    captured = args.captured_step and placement == "device"  # ours only; the baseline stays plain
+    trainer = make_trainer(args, args.epochs, captured)
     trainer.fit(base, datamodule=data(args, "shift", placement))
     trainer.save_checkpoint(path)
-    probe_trainer = make_trainer(args, args.epochs)
+    probe_trainer = make_trainer(args, args.epochs, captured)
     probe_trainer.fit(probe_class(str(path), num_classes=10, input_shape=SHAPE, lr=0.01),
                       datamodule=data(args, "digit", placement))
     return {k: float(v) for k, v in probe_trainer.callback_metrics.items()}
@@ -83,6 +87,7 @@ def main() -> None:
     parser.add_argument("--limit-batches", type=int, default=0, help="batches per epoch (0: all)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-baseline", action="store_true", help="time only the stacked scan")
+    parser.add_argument("--captured-step", action="store_true", help="stacked fits replay a recorded CUDA-graph step")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     depths = [int(d) for d in args.depths.split(",")]

@@ -363,3 +363,25 @@ def test_real_umap_on_the_exact_neighbour_graph(monkeypatch):
     np.testing.assert_array_equal(umap_layout(a, seed=0, knn="exact", force_approximation_algorithm=True), xy)
     with pytest.raises(AssertionError, match="searched for neighbours"):  # the check itself can fail
         umap_layout(a, seed=0, knn="umap", force_approximation_algorithm=True)
+
+
+@pytest.mark.slow
+def test_umaps_per_process_compilation_is_cached_on_disk_without_changing_the_layout(monkeypatch):
+    import importlib
+
+    import umap
+
+    from wide_lightning.atlas.layout import UNCACHED_UMAP_FUNCTIONS, cache_umap_compilation
+
+    for module_name, name in UNCACHED_UMAP_FUNCTIONS:  # umap-learn as shipped, even if an earlier test cached it
+        module = importlib.import_module(module_name)
+        function = getattr(module, name)
+        monkeypatch.setattr(module, name, getattr(function, "_wide_lightning_original", function))
+    a, _ = relu_clusters(300, width=16, k=3)
+    options = dict(n_neighbors=20, min_dist=0.01, metric="cosine", random_state=0, n_jobs=1)
+    shipped = umap.UMAP(**options).fit_transform(a)
+    assert sorted(cache_umap_compilation()) == sorted(name for _, name in UNCACHED_UMAP_FUNCTIONS)
+    for module_name, name in UNCACHED_UMAP_FUNCTIONS:
+        assert type(getattr(importlib.import_module(module_name), name)._cache).__name__ == "FunctionCache", name
+    np.testing.assert_array_equal(umap.UMAP(**options).fit_transform(a), shipped)
+    assert cache_umap_compilation() == []  # once per process

@@ -1,11 +1,12 @@
-"""CompileNetwork: a compiled network trains, and its checkpoints load without compiling."""
+"""The fast-step levers: CompileNetwork (a compiled network trains, its checkpoints load without compiling)
+and CapturedTrainingStep (a replayed step trains exactly as Lightning's own)."""
 
 import pytest
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer, seed_everything
 
-from wide_lightning import MLPClassifier, TranslatedMNIST
-from wide_lightning.speed import CompileNetwork
+from wide_lightning import MLPClassifier, StackedMLPClassifier, TranslatedMNIST
+from wide_lightning.speed import CapturedTrainingStep, CompileNetwork, _EagerReplay
 
 
 @pytest.mark.slow
@@ -41,3 +42,77 @@ def test_cuda_graph_mode_marks_a_new_step_before_every_batch(monkeypatch, mode, 
     callback.on_test_batch_start(None, None, None, 0)
     callback.on_predict_batch_start(None, None, None, 0)
     assert len(calls) == marks
+
+
+class KeptStepGraph(CapturedTrainingStep):
+    """Replays by rerunning (CUDA graphs need a GPU) and keeps the fit's recorded step for inspection."""
+
+    def __init__(self, warmup_steps: int) -> None:
+        super().__init__(warmup_steps)
+        self.replay_factory = _EagerReplay
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.kept = pl_module.step_graph
+        super().on_train_end(trainer, pl_module)
+
+
+def _fit(task_factory, fake_data_dir, callbacks, **data_kwargs):
+    seed_everything(7)
+    model = task_factory()
+    data = TranslatedMNIST(data_dir=fake_data_dir, train_digits=20, val_digits=4, test_digits=4, batch_size=48,
+                           download=False, **data_kwargs)
+    trainer = Trainer(accelerator="cpu", max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    trainer.fit(model, datamodule=data)
+    return model, trainer
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_replayed_step_trains_bit_identically_to_lightnings_step(fake_data_dir, stacked):
+    def task():
+        if stacked:
+            return StackedMLPClassifier(num_classes=28, input_shape=(1, 28, 28), seeds=[0, 3], depth=2, n_max=40)
+        return MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=2, n_max=40)
+
+    data_kwargs = {"placement": "device"} if stacked else {}
+    plain, plain_trainer = _fit(task, fake_data_dir, [], **data_kwargs)
+    captured = KeptStepGraph(warmup_steps=2)
+    replayed, trainer = _fit(task, fake_data_dir, [captured], **data_kwargs)
+    steps_per_epoch = -(-len(trainer.datamodule.dataset("train")) // 48)
+    short_batches = 2 if len(trainer.datamodule.dataset("train")) % 48 else 0
+    graph = captured.kept
+    assert trainer.global_step == plain_trainer.global_step == 2 * steps_per_epoch
+    assert graph.eager_steps == 2 + short_batches and graph.replays == 2 * steps_per_epoch - graph.eager_steps
+    assert graph.replays > 0
+    for (name, p), q in zip(replayed.named_parameters(), plain.parameters()):
+        assert torch.equal(p, q), name
+    plain_state = plain_trainer.optimizers[0].state_dict()["state"]
+    for key, state in trainer.optimizers[0].state_dict()["state"].items():
+        assert torch.equal(state["momentum_buffer"], plain_state[key]["momentum_buffer"])
+    for name in ("train/acc", "train/loss"):
+        assert torch.equal(trainer.callback_metrics[name], plain_trainer.callback_metrics[name]), name
+    assert replayed.step_graph is None  # released at the end of fit
+
+
+def test_a_changed_learning_rate_after_recording_is_an_error(fake_data_dir):
+    class Decay(KeptStepGraph):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 4:
+                trainer.optimizers[0].param_groups[0]["lr"] = 0.001
+
+    with pytest.raises(RuntimeError, match=r"learning rate changed from \[0.01\] to \[0.001\]"):
+        _fit(lambda: MLPClassifier(num_classes=28, input_shape=(1, 28, 28), width=8), fake_data_dir, [Decay(1)])
+
+
+def test_a_step_that_cannot_be_recorded_is_refused_before_training(fake_data_dir):
+    model = MLPClassifier(num_classes=28, input_shape=(1, 28, 28), width=8)
+    with pytest.raises(ValueError, match=r"it needs a CUDA device \(the model is on cpu\).*"
+                                         r"precision '32-true' only, not 'bf16-mixed'"):
+        Trainer(accelerator="cpu", max_steps=2, precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, callbacks=[CapturedTrainingStep()]).fit(
+            model, datamodule=TranslatedMNIST(data_dir=fake_data_dir, train_digits=20, val_digits=4,
+                                              test_digits=4, download=False))
+    with pytest.raises(ValueError, match="warmup_steps must be at least 1"):
+        CapturedTrainingStep(warmup_steps=0)
+    with pytest.raises(TypeError, match="needs a wide_lightning ClassificationTask; got LightningModule"):
+        CapturedTrainingStep().on_train_start(None, LightningModule())

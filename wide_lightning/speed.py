@@ -11,7 +11,7 @@ loss every ``refresh_rate`` steps (``TQDM_MINITERS=50`` or ``--trainer.enable_pr
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -64,3 +64,161 @@ class CompileNetwork(Callback):
     def on_predict_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
                                dataloader_idx: int = 0) -> None:
         self._mark_step()
+
+
+class _CUDAGraphReplay:
+    """A training step recorded once as a CUDA graph; ``replay`` relaunches all its kernels in one call."""
+
+    def __init__(self, step: Callable[[], tuple[torch.Tensor, ...]]) -> None:
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = step()  # recorded, not run: the tensors are the graph's static outputs
+
+    def replay(self) -> tuple[torch.Tensor, ...]:
+        self.graph.replay()
+        return self.outputs
+
+
+class _EagerReplay:
+    """The CPU stand-in for ``_CUDAGraphReplay`` (CUDA graphs need a GPU): ``replay`` reruns the step.
+
+    It runs the same static-buffer bookkeeping as the graph, which is how the tests check on the CPU
+    that a captured step trains exactly like Lightning's own step.
+    """
+
+    def __init__(self, step: Callable[[], tuple[torch.Tensor, ...]]) -> None:
+        self.step = step
+
+    def replay(self) -> tuple[torch.Tensor, ...]:
+        return self.step()
+
+
+class CapturedTrainingStep(Callback):
+    """Record the whole training step (forward, loss, backward, SGD update) once as a CUDA graph and replay it.
+
+    ``CompileNetwork(mode="reduce-overhead")`` graphs the network's forward and backward, but
+    Lightning still runs its closure, the backward call and the optimizer in Python around them,
+    several milliseconds a step against a fraction of a millisecond of GPU work for these networks.
+    Here one ``replay`` launches the step's every kernel, the optimizer's update included, so a step
+    costs Lightning's loop and a copy of the batch into the graph's input buffers.
+
+    Nothing about training changes: the first ``warmup_steps`` steps run eagerly (they create the
+    optimizer's momentum buffers and let cuBLAS and cuDNN pick their kernels), every step after that
+    is the same arithmetic replayed on the step's own batch, and a batch of another shape (the
+    epoch's last, smaller batch) runs eagerly, through Lightning, on the same parameters and momentum
+    buffers, which the graph updates in place. The task takes part through two hooks:
+    ``training_step`` hands the batch to ``step`` and ``backward`` skips the loss the graph already
+    differentiated (``ClassificationTask`` does both).
+
+    Where it applies: one CUDA device, ``precision="32-true"``, one optimizer without a learning-rate
+    scheduler (the graph holds the learning rate it was recorded with), no gradient accumulation or
+    clipping. Anything else is a clear error at the start of ``fit``, naming the setting. Do not
+    combine it with ``CompileNetwork(mode="reduce-overhead")``, which records graphs of its own.
+
+    Args:
+        warmup_steps: eager steps before the step is recorded (at least 1: the update must have run).
+    """
+
+    def __init__(self, warmup_steps: int = 3) -> None:
+        if warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be at least 1 (the optimizer's state must exist before "
+                             f"recording), got {warmup_steps}.")
+        self.warmup_steps = warmup_steps
+        self.replay_factory: Callable[[Callable[[], tuple[torch.Tensor, ...]]], Any] = _CUDAGraphReplay
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not hasattr(pl_module, "step_graph"):
+            raise TypeError(f"CapturedTrainingStep needs a wide_lightning ClassificationTask; got "
+                            f"{type(pl_module).__name__}.")
+        problems = []
+        if self.replay_factory is _CUDAGraphReplay and pl_module.device.type != "cuda":
+            problems.append(f"it needs a CUDA device (the model is on {pl_module.device}); drop the callback on the CPU")
+        if trainer.world_size > 1:
+            problems.append(f"it records one process's step, and this run has {trainer.world_size} (DDP's gradient "
+                            f"all-reduce is not recorded); use CompileNetwork under DDP")
+        if str(trainer.precision) != "32-true":
+            problems.append(f"it records precision '32-true' only, not {trainer.precision!r}")
+        if len(trainer.optimizers) != 1 or trainer.lr_scheduler_configs:
+            problems.append(f"it needs exactly one optimizer and no scheduler (got {len(trainer.optimizers)} "
+                            f"optimizer(s), {len(trainer.lr_scheduler_configs)} scheduler(s))")
+        if trainer.accumulate_grad_batches != 1 or trainer.gradient_clip_val:
+            problems.append("it records one full update per batch: set accumulate_grad_batches=1 and no gradient_clip_val")
+        if not pl_module.automatic_optimization:
+            problems.append("it replaces Lightning's automatic optimization, and this task optimizes manually")
+        if problems:
+            raise ValueError("CapturedTrainingStep cannot record this run's step: " + "; ".join(problems) + ".")
+        pl_module.step_graph = TrainingStepGraph(pl_module, trainer.optimizers[0], self.warmup_steps,
+                                                 self.replay_factory)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.step_graph = None  # frees the graph's memory pool; a later fit records afresh
+
+
+class TrainingStepGraph:
+    """The recorded step of one ``fit``: its input buffers, its outputs, and when to replay it."""
+
+    def __init__(self, task: Any, optimizer: torch.optim.Optimizer, warmup_steps: int,
+                 replay_factory: Callable[[Callable[[], tuple[torch.Tensor, ...]]], Any]) -> None:
+        self.task = task
+        self.optimizer = optimizer
+        self.warmup_steps = warmup_steps
+        self.replay_factory = replay_factory
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.eager_steps = 0
+        self.replays = 0
+        self.replayed = False  # whether the current step ran as a replay (``backward`` then has nothing to do)
+        self.recorded: Any = None
+        self.lrs: list[float] = []
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """This batch's training step: replayed when its shape is the recorded one, else eager through Lightning."""
+        x, y = batch
+        self.replayed = False
+        if self.recorded is None and self.eager_steps >= self.warmup_steps:
+            self._record(x, y)
+        if self.recorded is None or x.shape != self.x.shape or y.shape != self.y.shape:
+            self.eager_steps += 1
+            return self.task._step(batch, "train")
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if lrs != self.lrs:
+            raise RuntimeError(f"the learning rate changed from {self.lrs} to {lrs} after the step was recorded; "
+                               f"CapturedTrainingStep replays the recorded one. Drop the callback to change it.")
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self._drop_grads()  # an eager step's gradients must not add to the recorded step's
+        loss, per_example, logits, target = self.recorded.replay()
+        self._drop_grads()  # the update is done: nothing is left for Lightning's optimizer.step to apply again
+        self.replayed = True
+        self.replays += 1
+        self.task._track("train", per_example, logits, target)
+        return loss
+
+    def _record(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x.clone(), y.clone()
+        self.lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self._drop_grads()  # the recorded backward then writes fresh gradients instead of accumulating
+
+        def training_step() -> tuple[torch.Tensor, ...]:
+            loss, per_example, logits, target = self.task._losses((self.x, self.y))
+            loss.backward()
+            self.optimizer.step()
+            return loss.detach(), per_example.detach(), logits.detach(), target
+
+        if self.replay_factory is _CUDAGraphReplay:
+            self._warm_side_stream()
+        self.recorded = self.replay_factory(training_step)
+
+    def _warm_side_stream(self) -> None:
+        # PyTorch's recipe for recording a whole network: run forward and backward on a side stream
+        # first. Only gradients come of it, which are discarded, so training is unchanged.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.task._losses((self.x, self.y))[0].backward()
+                self._drop_grads()
+        torch.cuda.current_stream().wait_stream(stream)
+
+    def _drop_grads(self) -> None:
+        for p in self.params:
+            p.grad = None

@@ -44,6 +44,8 @@ class ClassificationTask(LightningModule):
     #: Whether a checkpoint of this task can serve as the frozen backbone of a linear probe.
     is_backbone = False
     net: nn.Module
+    #: Set by ``wide_lightning.speed.CapturedTrainingStep`` during ``fit``: the recorded training step.
+    step_graph: Any = None
 
     def __init__(self, num_classes: int, lr: float, momentum: float = 0.9) -> None:
         super().__init__()
@@ -63,12 +65,17 @@ class ClassificationTask(LightningModule):
         """Penultimate activations (post-ReLU), the layer atlases and probes read."""
         return self.net.features(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """``(loss to minimize, per-example loss, logits, target)`` of a batch: the step's arithmetic."""
         x, y = batch
         logits = self(x)
         per_example = F.cross_entropy(logits, y, reduction="none")
-        self._track(split, per_example, logits, y)
-        return per_example.mean()
+        return per_example.mean(), per_example, logits, y
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        loss, per_example, logits, target = self._losses(batch)
+        self._track(split, per_example, logits, target)
+        return loss
 
     def _track(self, split: str, per_example: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Accumulate the epoch's loss and accuracy; in training, log ``train/loss_step`` on the logger's steps.
@@ -97,7 +104,14 @@ class ClassificationTask(LightningModule):
         return acc
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.step_graph is not None:
+            return self.step_graph.step(batch)
         return self._step(batch, "train")
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        if self.step_graph is not None and self.step_graph.replayed:
+            return  # the recorded step has run backward and the update already
+        super().backward(loss, *args, **kwargs)
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         names = getattr(self.trainer.datamodule, "val_split_names", None) or ["val"]

@@ -59,15 +59,14 @@ class StackedTask(ClassificationTask):
         if datamodule is not None and stage == "fit":
             datamodule.stacked_seeds = list(self.seeds)  # member k's batches follow seeds[k]'s order
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         x, y = batch
         logits = self.net(x)  # [S, B, K]
         members, size = logits.shape[:2]
         y = y.expand(members, size)
         per_example = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(members, size)
-        self._track(split, per_example, logits, y)
         # the sum, not the mean: each member gets the gradient of its own mean loss, as when alone
-        return per_example.mean(1).sum()
+        return per_example.mean(1).sum(), per_example, logits, y
 
     def _log_accuracy(self, split: str, best: bool) -> None:
         acc = self._log_epoch(split)
