@@ -5,7 +5,9 @@ followed by its ``LinearProbe`` on the frozen features, with a plain ``DataLoade
 (what ``sweeps/figure4_left.yaml`` runs, minus process start-up and W&B). Ours trains one
 ``StackedMLPClassifier`` with all seeds and then one ``StackedLinearProbe``, on the resident data
 path (what ``sweeps/figure4_left_stacked.yaml`` runs); ``--captured-step`` adds ``CapturedTrainingStep``
-to both of its fits. Both use translated MNIST (shift, then digit),
+to both of its fits. ``--together`` then also trains every depth at once, one ``StackedMLPClassifier``
+with the list of depths (``configs/translated_mnist/transfer_mlp_scan.yaml``), and times that
+whole scan against the sum of the per-depth stacks. Both use translated MNIST (shift, then digit),
 batch 128, lr 0.01. The table gives wall time, models per minute and the mean probe accuracy of each.
 
     python benchmarks/stacked_scan.py --data-dir ../shared/datasets --depths 1,2,...,20 --epochs 10   # a GPU
@@ -68,6 +70,12 @@ def stacked(depth: int, args: argparse.Namespace, workdir: Path) -> list[float]:
     return [metrics[f"seed{s}/test/acc_best"] for s in args.seeds]
 
 
+def all_depths(depths: list[int], args: argparse.Namespace, workdir: Path) -> dict[int, list[float]]:
+    base = StackedMLPClassifier(28, SHAPE, seeds=args.seeds, depth=depths, lr=0.01)
+    metrics = transfer(base, StackedLinearProbe, "device", workdir / "scan.ckpt", args)
+    return {d: [metrics[f"depth{d}/seed{s}/test/acc_best"] for s in args.seeds] for d in depths}
+
+
 def timed(function, *arguments) -> tuple[float, list[float]]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -88,12 +96,23 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-baseline", action="store_true", help="time only the stacked scan")
     parser.add_argument("--captured-step", action="store_true", help="stacked fits replay a recorded CUDA-graph step")
+    parser.add_argument("--together", action="store_true", help="also train all depths in one stacked run")
+    parser.add_argument("--only-together", action="store_true", help="time only the all-depths run")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     depths = [int(d) for d in args.depths.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         stacked(depths[0], args, Path(workdir))  # warm-up: data loading, CUDA context; not timed
+        if args.together or args.only_together:
+            seconds, accuracy = timed(all_depths, depths, args, Path(workdir))
+            n = len(args.seeds) * len(depths)
+            print(f"ALL DEPTHS TOGETHER: {n} networks, base + probe, {seconds:.1f} s ({60 * n / seconds:.1f} models/min)")
+            print("| depth | probe test acc_best, mean over seeds |\n|---|---|")
+            for depth, values in accuracy.items():
+                print(f"| {depth} | {sum(values) / len(values):.4f} |", flush=True)
+            if args.only_together:
+                return
         for depth in depths:
             single = (float("nan"), [float("nan")]) if args.skip_baseline else timed(one_at_a_time, depth, args, Path(workdir))
             stack = timed(stacked, depth, args, Path(workdir))

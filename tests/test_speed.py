@@ -67,13 +67,15 @@ def _fit(task_factory, fake_data_dir, callbacks, **data_kwargs):
     return model, trainer
 
 
-@pytest.mark.parametrize("stacked", [False, True])
-def test_a_replayed_step_trains_bit_identically_to_lightnings_step(fake_data_dir, stacked):
+@pytest.mark.parametrize("kind", ["single", "stack", "depth_scan"])
+def test_a_replayed_step_trains_bit_identically_to_lightnings_step(fake_data_dir, kind):
     def task():
-        if stacked:
-            return StackedMLPClassifier(num_classes=28, input_shape=(1, 28, 28), seeds=[0, 3], depth=2, n_max=40)
-        return MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=2, n_max=40)
+        if kind == "single":
+            return MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=2, n_max=40)
+        return StackedMLPClassifier(num_classes=28, input_shape=(1, 28, 28), seeds=[0, 3],
+                                    depth=2 if kind == "stack" else [1, 2], n_max=40)
 
+    stacked = kind != "single"
     data_kwargs = {"placement": "device"} if stacked else {}
     plain, plain_trainer = _fit(task, fake_data_dir, [], **data_kwargs)
     captured = KeptStepGraph(warmup_steps=2)

@@ -151,3 +151,45 @@ def test_stacked_config_writes_one_summary_per_member_equal_to_the_single_run(fa
         assert record["parameters"] == sum(p.numel() for p in MLP(SHAPE, 28, depth=3, n_max=40).parameters())
     means = records[4]["member_of_stack"]["means"]["base"]["test/acc"]
     assert means == pytest.approx((records[4]["base"]["test/acc"] + records[7]["base"]["test/acc"]) / 2)
+
+
+def test_a_depth_scan_trains_each_depth_exactly_as_its_own_stack(fake_data_dir):
+    scan = StackedMLPClassifier(num_classes=28, input_shape=SHAPE, seeds=[0, 3], depth=[1, 3], n_max=40)
+    assert scan.net.num_members == 4 and scan.member_names == ["depth1/seed0", "depth1/seed3", "depth3/seed0", "depth3/seed3"]
+    trainer(max_steps=5, limit_val_batches=0).fit(scan, datamodule=data(fake_data_dir))
+    for g, depth in enumerate([1, 3]):
+        alone = StackedMLPClassifier(num_classes=28, input_shape=SHAPE, seeds=[0, 3], depth=depth, n_max=40)
+        trainer(max_steps=5, limit_val_batches=0).fit(alone, datamodule=data(fake_data_dir))
+        for name, weights in alone.net.weights.items():
+            torch.testing.assert_close(scan.net.groups[g].weights[name], weights, rtol=0, atol=1e-6)
+    widths = [m["width"] for m in scan.member_facts()]
+    assert widths == [MLP(SHAPE, 28, depth=1, n_max=40).width] * 2 + [MLP(SHAPE, 28, depth=3, n_max=40).width] * 2
+    assert [m["parameters"] for m in scan.member_facts()] == [
+        sum(p.numel() for p in MLP(SHAPE, 28, depth=d, n_max=40).parameters()) for d in (1, 1, 3, 3)]
+    with pytest.raises(TypeError, match="penultimate layers differ in width"):
+        scan.net.features(torch.zeros(2, *SHAPE))
+    with pytest.raises(ValueError, match="distinct positive depths, got \\[2, 2\\]"):
+        StackedMLPClassifier(num_classes=28, input_shape=SHAPE, depth=[2, 2])
+    with pytest.raises(ValueError, match="lr='1/width' gives every depth its own learning rate"):
+        StackedMLPClassifier(num_classes=28, input_shape=SHAPE, depth=[1, 2], lr="1/width")
+
+
+def test_the_depth_scan_config_writes_a_summary_per_depth_and_seed_that_the_report_plots(fake_data_dir, tmp_path,
+                                                                                        monkeypatch):
+    from wide_lightning.report import figure4, load_runs
+
+    monkeypatch.setenv("WIDE_LIGHTNING_DATA", str(fake_data_dir))
+    build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp_scan.yaml"),
+               "--model.init_args.seeds=[4,7]", "--model.init_args.depth=[1,2]", "--model.init_args.n_max=40",
+               "--data.init_args.train_digits=20", "--data.init_args.val_digits=4", "--data.init_args.test_digits=4",
+               "--trainer.max_epochs=1", "--probe.max_epochs=1", "--trainer.logger=false",
+               "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])
+    for depth in (1, 2):
+        for seed in (4, 7):
+            record = json.loads((tmp_path / f"summary-depth{depth}-seed{seed}.json").read_text())
+            assert (record["depth"], record["seed"], record["kind"]) == (depth, seed, "transfer")
+            assert record["width"] == MLP(SHAPE, 28, depth=depth, n_max=40).width
+            assert record["member_of_stack"] == {**record["member_of_stack"], "depths": [1, 2], "seeds": [4, 7]}
+            assert 0 <= record["base"]["test/acc"] <= 1 and 0 <= record["probe"]["test/acc_best"] <= 1
+    figure = figure4(load_runs([str(tmp_path)]).runs)
+    assert [(p.x, p.seeds) for p in figure.points] == [(1, [4, 7]), (2, [4, 7])]

@@ -211,17 +211,24 @@ class WideLightningCLI(LightningCLI):
         return None
 
     def _member_summaries(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
-        """One record per trained network: the run's own, or one per member of a stack (``seed<S>/`` metrics)."""
+        """One record per trained network: the run's own, or one per member of a stack, each with its own
+        seed, depth, width and parameter count and its own metrics (those under its ``member_names`` prefix)."""
         if not isinstance(self.model, StackedTask):
             return [summary]
         sections = {name: values for name in ("base", "probe") if isinstance(values := summary.get(name), dict)}
-        # the stack's averages over members (metric names without a seed<S>/ prefix), kept with every member
-        means = {name: {k: v for k, v in values.items() if "/" in k and not k.startswith("seed")}
+        members = self.model.member_facts()
+        prefixes = tuple(f"{m['name']}/" for m in members)
+        # the stack's averages over members (metric names without a member prefix), kept with every member
+        means = {name: {k: v for k, v in values.items() if "/" in k and not k.startswith(prefixes)}
                  for name, values in sections.items()}
+        stack = {"seeds": list(self.model.seeds), "means": means}
+        if self.model.depths is not None:
+            stack["depths"] = list(self.model.depths)
         records = []
-        for seed in self.model.seeds:
-            prefix = f"seed{seed}/"
-            record = {**summary, "seed": seed, "member_of_stack": {"seeds": list(self.model.seeds), "means": means}}
+        for member in members:
+            prefix = f"{member['name']}/"
+            record = {**summary, "seed": member["seed"], "depth": member["depth"], "width": member["width"],
+                      "parameters": member["parameters"], "member_of_stack": {**stack, "name": member["name"]}}
             for name, values in sections.items():
                 # facts (no "/") and this member's own metrics
                 record[name] = {**{k: v for k, v in values.items() if "/" not in k},
@@ -233,8 +240,8 @@ class WideLightningCLI(LightningCLI):
         root = Path(self.trainer.default_root_dir)
         run_id = (summary.get("wandb") or {}).get("id")
         name = f"summary-{run_id}.json" if os.environ.get("WANDB_SWEEP_ID") and run_id else "summary.json"
-        if "member_of_stack" in summary:
-            name = name.replace(".json", f"-seed{summary['seed']}.json")
+        if "member_of_stack" in summary:  # seed<S> -> -seed<S>.json; depth<L>/seed<S> -> -depth<L>-seed<S>.json
+            name = name.replace(".json", f"-{summary['member_of_stack']['name'].replace('/', '-')}.json")
         path = unused_path(root / name)
         root.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2, default=str))

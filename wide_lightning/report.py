@@ -229,12 +229,12 @@ def read_wandb_api(project: str, sweep_id: str | None, loaded: Loaded) -> None:
 def _merge_same_runs(runs: list[Run]) -> list[Run]:
     """One network read from several sources counts once (the first source read wins: local summaries are richest).
 
-    A network is a W&B run and a seed: the members of a stacked run share the run id.
+    A network is a W&B run, a depth and a seed: the members of a stacked run (a depth scan's too) share the run id.
     """
-    seen: set[tuple[str, int | None]] = set()
+    seen: set[tuple[str, int | None, int | None]] = set()
     merged = []
     for run in runs:
-        key = (run.run_id, run.seed) if run.run_id else None
+        key = (run.run_id, run.depth, run.seed) if run.run_id else None
         if key in seen:
             continue
         if key:
@@ -451,7 +451,7 @@ def figure4(runs: list[Run], x: Literal["auto", "depth", "width"] = "auto", data
                           f"read; the transfer runs found are of {', '.join(found)}.")
     if grid is not None and x not in ("auto", grid.x):
         raise ReportError(f"--x {x} but the sweep {grid.source} varies {grid.x}.")
-    x = grid.x if grid is not None else (x if x != "auto" else ("depth" if model == "MLPClassifier" else "width"))
+    x = grid.x if grid is not None else (x if x != "auto" else ("depth" if model in ("MLPClassifier", "StackedMLPClassifier") else "width"))
     result = Figure4(dataset=dataset, model=model, x=x, points=[], baseline=None, grid=grid)
     ignored = [r for r in runs if r.dataset == dataset and r.model == model and r.kind != "transfer"]
     if ignored:

@@ -93,3 +93,45 @@ class StackedNet(nn.Module):
         net = copy.deepcopy(self.skeleton).to_empty(device=device)
         net.load_state_dict({name: self.weights[_key(name)][k].detach().clone() for name in self.names})
         return net
+
+
+class StackedGroups(nn.Module):
+    """Stacks of different architectures, each of the same ``S`` members, called on one input (the depth scan).
+
+    Figure 4 (left) trains 5 seeds at each of 20 depths. One ``StackedNet`` per depth holds that
+    depth's seeds; this module calls all of them on the same batch, so one training step covers
+    every depth and seed. Member ``s`` of group ``g`` is member ``g * S + s`` of the whole, and
+    outputs are ``[G * S, B, ...]``. The groups share nothing but their input: seed ``s``'s batches
+    (``[S, B, ...]``) go to member ``s`` of every group, as each single run of that seed would see them.
+    """
+
+    def __init__(self, groups: Sequence[StackedNet]) -> None:
+        super().__init__()
+        if not groups:
+            raise ValueError("StackedGroups needs at least one group.")
+        sizes = sorted({g.num_members for g in groups})
+        shapes = sorted({g.input_shape for g in groups})
+        if len(sizes) != 1 or len(shapes) != 1:
+            raise ValueError(f"every group must have the same members and input shape; got {sizes} members "
+                             f"and input shapes {shapes}.")
+        self.groups = nn.ModuleList(groups)
+        self.members_per_group = sizes[0]
+        self.num_members = len(groups) * sizes[0]
+        self.input_shape = shapes[0]
+        self.width = [g.width for g in groups]
+        self.depth = [g.depth for g in groups]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[G * S, B, classes]``."""
+        return torch.cat([group(x) for group in self.groups])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise TypeError(f"the groups' penultimate layers differ in width ({self.width}); "
+                        f"read one group's: groups[g].features(x), or one network's: member(k).features(x).")
+
+    def member(self, k: int) -> nn.Module:
+        """Member ``k`` (``g * S + s``) as a plain network."""
+        if not 0 <= k < self.num_members:
+            raise IndexError(f"member {k} of {self.num_members}.")
+        group, index = divmod(k, self.members_per_group)
+        return self.groups[group].member(index)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities.seed import isolate_rng
 
 from wide_lightning.nets import MLP
-from wide_lightning.stack import StackedNet
+from wide_lightning.stack import StackedGroups, StackedNet
 from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
 from wide_lightning.tasks.metrics import EpochLossAccuracy
 from wide_lightning.tasks.probe import (
@@ -34,6 +34,13 @@ from wide_lightning.tasks.probe import (
 )
 
 
+def _check_depths(depths: list[int]) -> list[int]:
+    checked = [int(d) for d in depths]
+    if not checked or len(set(checked)) != len(checked) or min(checked) < 1:
+        raise ValueError(f"a depth scan needs a non-empty list of distinct positive depths, got {list(depths)}.")
+    return checked
+
+
 def _check_seeds(seeds: list[int]) -> list[int]:
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -41,16 +48,27 @@ def _check_seeds(seeds: list[int]) -> list[int]:
     return seeds
 
 
+def member_names(seeds: list[int], depths: list[int] | None) -> list[str]:
+    """The members' metric prefixes, in member order: ``seed<S>``, or ``depth<L>/seed<S>`` for a depth scan."""
+    if depths is None:
+        return [f"seed{seed}" for seed in seeds]
+    return [f"depth{depth}/seed{seed}" for depth in depths for seed in seeds]
+
+
 class StackedTask(ClassificationTask):
-    """Shared by the stacked tasks: members in ``self.net`` (a ``StackedNet``), per-member metrics and logs."""
+    """Shared by the stacked tasks: members in ``self.net`` (a ``StackedNet``, or ``StackedGroups`` for a
+    depth scan), per-member metrics and logs under each member's name (``member_names``)."""
 
-    net: StackedNet
+    net: StackedNet | StackedGroups
 
-    def __init__(self, num_classes: int, seeds: list[int], lr: LearningRate, momentum: float) -> None:
+    def __init__(self, num_classes: int, seeds: list[int], lr: LearningRate, momentum: float,
+                 depths: list[int] | None = None) -> None:
         super().__init__(num_classes, lr, momentum)
         self.seeds = _check_seeds(seeds)
+        self.depths = depths
+        self.member_names = member_names(self.seeds, depths)
         for split in ("train", "val", "test"):
-            setattr(self, f"{split}_metrics", EpochLossAccuracy(members=len(self.seeds)))
+            setattr(self, f"{split}_metrics", EpochLossAccuracy(members=len(self.member_names)))
         del self.val_acc_best, self.test_acc_best  # a stack keeps one best per member in ``_best``
         self._best: dict[str, torch.Tensor] = {}
 
@@ -61,22 +79,22 @@ class StackedTask(ClassificationTask):
 
     def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         x, y = batch
-        logits = self.net(x)  # [S, B, K]
+        logits = self.net(x)  # [M, B, K]: M = S members, or G groups of S for a depth scan
         members, size = logits.shape[:2]
-        y = y.expand(members, size)
+        # training targets follow each seed's order ([S, B]), shared by that seed's member in every group
+        y = y.repeat(members // y.shape[0], 1) if y.dim() == 2 else y.expand(members, size)
         per_example = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(members, size)
         # the sum, not the mean: each member gets the gradient of its own mean loss, as when alone
         return per_example.mean(1).sum(), per_example, logits, y
 
     def _log_accuracy(self, split: str, best: bool) -> None:
         acc = self._log_epoch(split)
-        for seed, value in zip(self.seeds, acc):
-            self.log(f"seed{seed}/{split}/acc", value)
+        values = {f"{name}/{split}/acc": value for name, value in zip(self.member_names, acc)}
         if best:
             self._best[split] = torch.maximum(self._best.get(split, torch.zeros_like(acc)), acc)
             self.log(f"{split}/acc_best", self._best[split].mean(), prog_bar=split == "val")
-            for seed, value in zip(self.seeds, self._best[split]):
-                self.log(f"seed{seed}/{split}/acc_best", value)
+            values.update({f"{name}/{split}/acc_best": value for name, value in zip(self.member_names, self._best[split])})
+        self.log_dict(values)
 
     def on_train_start(self) -> None:
         self._best = {}
@@ -96,10 +114,26 @@ class StackedTask(ClassificationTask):
 
     def summary(self) -> dict[str, Any]:
         facts = super().summary()
-        members = self.net.num_members
-        facts["parameters"] //= members
-        facts["trainable_parameters"] //= members
-        facts.update({"members": members, "seeds": list(self.seeds)})
+        members = self.member_facts()
+        for key in ("width", "depth", "parameters", "trainable_parameters"):
+            values = [m[key] for m in members]
+            facts[key] = values[0] if len(set(map(str, values))) == 1 else values
+        facts.update({"members": len(members), "seeds": list(self.seeds)})
+        if self.depths is not None:
+            facts["depths"] = list(self.depths)
+        return facts
+
+    def member_facts(self) -> list[dict[str, Any]]:
+        """Per member, in member order: its ``name``, ``seed``, ``width``, ``depth`` and parameter counts."""
+        groups = list(self.net.groups) if isinstance(self.net, StackedGroups) else [self.net]
+        facts = []
+        for g, group in enumerate(groups):
+            sizes = [(p[0].numel(), p.requires_grad) for p in group.parameters()]  # one member's share of each
+            for s, seed in enumerate(self.seeds):
+                facts.append({"name": self.member_names[g * len(self.seeds) + s], "seed": seed, "width": group.width,
+                              "depth": self.depths[g] if self.depths is not None else group.depth,
+                              "parameters": sum(n for n, _ in sizes),
+                              "trainable_parameters": sum(n for n, trainable in sizes if trainable)})
         return facts
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -113,6 +147,11 @@ class StackedMLPClassifier(StackedTask):
     Member ``k`` is the ``MLPClassifier`` that ``seed_everything(seeds[k])`` would build, trained on
     batches in ``seeds[k]``'s order; ``seed_everything`` of the stacked run itself only seeds what
     the members share.
+
+    ``depth`` may be a list: the whole depth scan of Figure 4 (left) in one run, every seed at every
+    depth (``len(depth) * len(seeds)`` networks, each with a constant-parameter width n(L) unless
+    ``width`` is given), all trained in one step. Member ``(L, s)`` is still the single run of depth
+    ``L`` and seed ``s``; its metrics are logged as ``depth<L>/seed<s>/...`` and it gets its own summary.
     """
 
     def __init__(
@@ -120,20 +159,28 @@ class StackedMLPClassifier(StackedTask):
         num_classes: int,
         input_shape: tuple[int, int, int],
         seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006  (jsonargparse shows the default)
-        depth: int = 1,
+        depth: int | list[int] = 1,
         width: int | None = None,
         n_max: int = 2000,
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
     ) -> None:
-        super().__init__(num_classes, seeds, lr, momentum)
+        depths = _check_depths(depth) if isinstance(depth, (list, tuple)) else None
+        if depths is not None and lr == "1/width":
+            raise ValueError("lr='1/width' gives every depth its own learning rate, and a depth scan trains all "
+                             "depths with one optimizer; give a number, or scan the depths as separate runs.")
+        super().__init__(num_classes, seeds, lr, momentum, depths)
         self.save_hyperparameters()
-        members = []
-        for seed in self.seeds:
-            with isolate_rng():
-                torch.manual_seed(seed)
-                members.append(MLP(input_shape, num_classes, depth, width, n_max))
-        self.net = StackedNet(members)
+
+        def stack(depth: int) -> StackedNet:
+            members = []
+            for seed in self.seeds:
+                with isolate_rng():
+                    torch.manual_seed(seed)
+                    members.append(MLP(input_shape, num_classes, depth, width, n_max))
+            return StackedNet(members)
+
+        self.net = StackedGroups([stack(d) for d in depths]) if depths is not None else stack(int(depth))
         self.lr
 
 
@@ -166,14 +213,16 @@ class StackedLinearProbe(StackedTask):
         momentum: float = 0.9,
     ) -> None:
         backbone = load_stacked_backbone(backbone_checkpoint)
-        super().__init__(num_classes, backbone.seeds, lr, momentum)
+        super().__init__(num_classes, backbone.seeds, lr, momentum, backbone.depths)
         self.save_hyperparameters()
         check_probe_input(backbone, input_shape, backbone_checkpoint)
-        members = []
-        for k, seed in enumerate(self.seeds):
-            head = probe_head(backbone.net.width, num_classes, seed)
-            members.append(ProbeNet(backbone.net.member(k).features, head, input_shape))
-        self.net = StackedNet(members, trainable=lambda name: name.startswith("head."))
+        groups = list(backbone.net.groups) if isinstance(backbone.net, StackedGroups) else [backbone.net]
+        probes = []
+        for group in groups:
+            members = [ProbeNet(group.member(k).features, probe_head(group.width, num_classes, seed), input_shape)
+                       for k, seed in enumerate(self.seeds)]
+            probes.append(StackedNet(members, trainable=lambda name: name.startswith("head.")))
+        self.net = StackedGroups(probes) if isinstance(backbone.net, StackedGroups) else probes[0]
         self.backbone_hparams = init_arguments(backbone)
         self.lr
 
