@@ -45,12 +45,16 @@ def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNI
 def transfer(base, probe_class, placement: str, path: Path, args: argparse.Namespace) -> dict[str, float]:
     """Base training on the shift, then the probe on the digit: one point of Figure 4 (or a stack of them)."""
     captured = args.captured_step and placement == "device"  # ours only; the baseline stays plain
+    started = time.perf_counter()
     trainer = make_trainer(args, args.epochs, captured)
     trainer.fit(base, datamodule=data(args, "shift", placement))
     trainer.save_checkpoint(path)
+    probe_started = time.perf_counter()
     probe_trainer = make_trainer(args, args.epochs, captured)
     probe_trainer.fit(probe_class(str(path), num_classes=10, input_shape=SHAPE, lr=0.01),
                       datamodule=data(args, "digit", placement))
+    print(f"PHASES {type(base).__name__}: base fit + checkpoint {probe_started - started:.1f} s, "
+          f"probe (building it included) {time.perf_counter() - probe_started:.1f} s", flush=True)
     return {k: float(v) for k, v in probe_trainer.callback_metrics.items()}
 
 

@@ -61,7 +61,7 @@ def _fit(task_factory, fake_data_dir, callbacks, **data_kwargs):
     model = task_factory()
     data = TranslatedMNIST(data_dir=fake_data_dir, train_digits=20, val_digits=4, test_digits=4, batch_size=48,
                            download=False, **data_kwargs)
-    trainer = Trainer(accelerator="cpu", max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+    trainer = Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
     trainer.fit(model, datamodule=data)
     return model, trainer
@@ -91,7 +91,8 @@ def test_a_replayed_step_trains_bit_identically_to_lightnings_step(fake_data_dir
     plain_state = plain_trainer.optimizers[0].state_dict()["state"]
     for key, state in trainer.optimizers[0].state_dict()["state"].items():
         assert torch.equal(state["momentum_buffer"], plain_state[key]["momentum_buffer"])
-    for name in ("train/acc", "train/loss"):
+    assert graph.eval_replays > 0  # validation batches replayed their recorded forward
+    for name in ("train/acc", "train/loss", "val/acc", "val/loss", "val/acc_best"):
         assert torch.equal(trainer.callback_metrics[name], plain_trainer.callback_metrics[name]), name
     assert replayed.step_graph is None  # released at the end of fit
 
@@ -116,5 +117,7 @@ def test_a_step_that_cannot_be_recorded_is_refused_before_training(fake_data_dir
                                               test_digits=4, download=False))
     with pytest.raises(ValueError, match="warmup_steps must be at least 1"):
         CapturedTrainingStep(warmup_steps=0)
+    with pytest.raises(ValueError, match="max_eval_shapes must be 0 or more, got -1"):
+        CapturedTrainingStep(max_eval_shapes=-1)
     with pytest.raises(TypeError, match="needs a wide_lightning ClassificationTask; got LightningModule"):
         CapturedTrainingStep().on_train_start(None, LightningModule())

@@ -67,7 +67,7 @@ class CompileNetwork(Callback):
 
 
 class _CUDAGraphReplay:
-    """A training step recorded once as a CUDA graph; ``replay`` relaunches all its kernels in one call."""
+    """A step recorded once as a CUDA graph; ``replay`` relaunches all its kernels in one call."""
 
     def __init__(self, step: Callable[[], tuple[torch.Tensor, ...]]) -> None:
         self.graph = torch.cuda.CUDAGraph()
@@ -110,6 +110,11 @@ class CapturedTrainingStep(Callback):
     ``training_step`` hands the batch to ``step`` and ``backward`` skips the loss the graph already
     differentiated (``ClassificationTask`` does both).
 
+    The evaluation batches of the fit (validation, and test where the DataModule evaluates it every
+    epoch) are recorded too, as forward passes: each batch shape's second occurrence is recorded
+    and later ones replay it (at most ``max_eval_shapes`` shapes; others run eagerly). A stack of
+    many networks (the depth scan) otherwise spends most of its evaluation in Python.
+
     Where it applies: one CUDA device, ``precision="32-true"``, one optimizer without a learning-rate
     scheduler (the graph holds the learning rate it was recorded with), no gradient accumulation or
     clipping. Anything else is a clear error at the start of ``fit``, naming the setting. Do not
@@ -117,13 +122,17 @@ class CapturedTrainingStep(Callback):
 
     Args:
         warmup_steps: eager steps before the step is recorded (at least 1: the update must have run).
+        max_eval_shapes: evaluation batch shapes recorded at most (0: evaluation stays eager).
     """
 
-    def __init__(self, warmup_steps: int = 3) -> None:
+    def __init__(self, warmup_steps: int = 3, max_eval_shapes: int = 4) -> None:
         if warmup_steps < 1:
             raise ValueError(f"warmup_steps must be at least 1 (the optimizer's state must exist before "
                              f"recording), got {warmup_steps}.")
+        if max_eval_shapes < 0:
+            raise ValueError(f"max_eval_shapes must be 0 or more, got {max_eval_shapes}.")
         self.warmup_steps = warmup_steps
+        self.max_eval_shapes = max_eval_shapes
         self.replay_factory: Callable[[Callable[[], tuple[torch.Tensor, ...]]], Any] = _CUDAGraphReplay
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -148,7 +157,7 @@ class CapturedTrainingStep(Callback):
         if problems:
             raise ValueError("CapturedTrainingStep cannot record this run's step: " + "; ".join(problems) + ".")
         pl_module.step_graph = TrainingStepGraph(pl_module, trainer.optimizers[0], self.warmup_steps,
-                                                 self.replay_factory)
+                                                 self.replay_factory, self.max_eval_shapes)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module.step_graph = None  # frees the graph's memory pool; a later fit records afresh
@@ -158,7 +167,8 @@ class TrainingStepGraph:
     """The recorded step of one ``fit``: its input buffers, its outputs, and when to replay it."""
 
     def __init__(self, task: Any, optimizer: torch.optim.Optimizer, warmup_steps: int,
-                 replay_factory: Callable[[Callable[[], tuple[torch.Tensor, ...]]], Any]) -> None:
+                 replay_factory: Callable[[Callable[[], tuple[torch.Tensor, ...]]], Any],
+                 max_eval_shapes: int = 0) -> None:
         self.task = task
         self.optimizer = optimizer
         self.warmup_steps = warmup_steps
@@ -169,6 +179,41 @@ class TrainingStepGraph:
         self.replayed = False  # whether the current step ran as a replay (``backward`` then has nothing to do)
         self.recorded: Any = None
         self.lrs: list[float] = []
+        self.max_eval_shapes = max_eval_shapes
+        self.eval_seen: dict[tuple, int] = {}
+        self.eval_recorded: dict[tuple, tuple[torch.Tensor, torch.Tensor, Any]] = {}
+        self.eval_replays = 0
+
+    def evaluate(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """``task._losses(batch)`` of an evaluation batch: replayed once its shape has been recorded."""
+        x, y = batch
+        key = (tuple(x.shape), tuple(y.shape), x.dtype, y.dtype, self.task.training)
+        entry = self.eval_recorded.get(key)
+        if entry is None:
+            seen = self.eval_seen[key] = self.eval_seen.get(key, 0) + 1
+            # the first batch of a shape runs eagerly (kernels chosen outside a recording); the second is recorded
+            if seen < 2 or len(self.eval_recorded) >= self.max_eval_shapes:
+                return self.task._losses(batch)
+            entry = self.eval_recorded[key] = self._record_eval(x, y)
+        static_x, static_y, recorded = entry
+        static_x.copy_(x)
+        static_y.copy_(y)
+        self.eval_replays += 1
+        return recorded.replay()
+
+    def _record_eval(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        static_x, static_y = x.clone(), y.clone()
+
+        def forward() -> tuple[torch.Tensor, ...]:
+            return self.task._losses((static_x, static_y))
+
+        if self.replay_factory is _CUDAGraphReplay:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                forward()
+            torch.cuda.current_stream().wait_stream(stream)
+        return static_x, static_y, self.replay_factory(forward)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """This batch's training step: replayed when its shape is the recorded one, else eager through Lightning."""

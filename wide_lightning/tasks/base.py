@@ -73,7 +73,10 @@ class ClassificationTask(LightningModule):
         return per_example.mean(), per_example, logits, y
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
-        loss, per_example, logits, target = self._losses(batch)
+        if split != "train" and self.step_graph is not None:  # evaluation inside a fit with CapturedTrainingStep
+            loss, per_example, logits, target = self.step_graph.evaluate(batch)
+        else:
+            loss, per_example, logits, target = self._losses(batch)
         self._track(split, per_example, logits, target)
         return loss
 
