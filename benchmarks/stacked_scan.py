@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 
 from wide_lightning import LinearProbe, MLPClassifier, StackedLinearProbe, StackedMLPClassifier, TranslatedMNIST
-from wide_lightning.speed import CapturedTrainingStep
+from wide_lightning.speed import CapturedTrainingStep, MatmulPrecision
 
 SHAPE = (1, 28, 28)
 
@@ -34,7 +34,8 @@ def make_trainer(args: argparse.Namespace, epochs: int, captured: bool = False) 
     limits = dict(limit_train_batches=args.limit_batches, limit_val_batches=args.limit_batches) if args.limit_batches else {}
     return Trainer(accelerator=args.device, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                   callbacks=[CapturedTrainingStep()] if captured else None, **limits)
+                   callbacks=([CapturedTrainingStep()] if captured else [])
+                   + ([MatmulPrecision(args.matmul_precision)] if args.matmul_precision and captured else []), **limits)
 
 
 def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNIST:
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true", help="time only the stacked scan")
     parser.add_argument("--captured-step", action="store_true", help="stacked fits replay a recorded CUDA-graph step")
     parser.add_argument("--together", action="store_true", help="also train all depths in one stacked run")
+    parser.add_argument("--matmul-precision", default=None, help="ours only: MatmulPrecision (high = TF32)")
     parser.add_argument("--only-together", action="store_true", help="time only the all-depths run")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]

@@ -3,10 +3,10 @@ and CapturedTrainingStep (a replayed step trains exactly as Lightning's own)."""
 
 import pytest
 import torch
-from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from wide_lightning import MLPClassifier, StackedMLPClassifier, TranslatedMNIST
-from wide_lightning.speed import CapturedTrainingStep, CompileNetwork, _EagerReplay
+from wide_lightning.speed import CapturedTrainingStep, CompileNetwork, MatmulPrecision, _EagerReplay
 
 
 @pytest.mark.slow
@@ -121,3 +121,18 @@ def test_a_step_that_cannot_be_recorded_is_refused_before_training(fake_data_dir
         CapturedTrainingStep(max_eval_shapes=-1)
     with pytest.raises(TypeError, match="needs a wide_lightning ClassificationTask; got LightningModule"):
         CapturedTrainingStep().on_train_start(None, LightningModule())
+
+
+def test_matmul_precision_holds_for_the_fit_only(fake_data_dir):
+    seen = []
+
+    class Record(Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append(torch.get_float32_matmul_precision())
+
+    before = torch.get_float32_matmul_precision()
+    _fit(lambda: MLPClassifier(num_classes=28, input_shape=(1, 28, 28), width=8), fake_data_dir,
+         [MatmulPrecision("medium"), Record()])
+    assert seen == ["medium"] and torch.get_float32_matmul_precision() == before
+    with pytest.raises(ValueError, match="precision must be 'highest', 'high' or 'medium', got 'tf32'"):
+        MatmulPrecision("tf32")

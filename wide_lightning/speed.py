@@ -66,6 +66,34 @@ class CompileNetwork(Callback):
         self._mark_step()
 
 
+class MatmulPrecision(Callback):
+    """Set ``torch.set_float32_matmul_precision`` for the fit (and test), and restore the previous setting after.
+
+    ``"high"`` lets float32 matrix products use TF32 tensor cores (10-bit mantissa products, float32
+    accumulation) on Ampere and later GPUs; PyTorch 1.7-1.11 did so by default. The networks stay
+    float32 (parameters, activations, optimizer), unlike ``bf16-mixed``, and it combines with
+    ``CapturedTrainingStep``. The default ``"highest"`` is exact float32, our default everywhere.
+
+    Args:
+        precision: ``"highest"``, ``"high"`` (TF32) or ``"medium"`` (bf16 products).
+    """
+
+    def __init__(self, precision: Literal["highest", "high", "medium"] = "high") -> None:
+        if precision not in ("highest", "high", "medium"):
+            raise ValueError(f"precision must be 'highest', 'high' or 'medium', got {precision!r}.")
+        self.precision = precision
+        self._previous: str | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(self.precision)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._previous is not None:
+            torch.set_float32_matmul_precision(self._previous)
+            self._previous = None
+
+
 class _CUDAGraphReplay:
     """A step recorded once as a CUDA graph; ``replay`` relaunches all its kernels in one call."""
 
