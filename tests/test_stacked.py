@@ -193,3 +193,20 @@ def test_the_depth_scan_config_writes_a_summary_per_depth_and_seed_that_the_repo
             assert 0 <= record["base"]["test/acc"] <= 1 and 0 <= record["probe"]["test/acc_best"] <= 1
     figure = figure4(load_runs([str(tmp_path)]).runs)
     assert [(p.x, p.seeds) for p in figure.points] == [(1, [4, 7]), (2, [4, 7])]
+
+
+def test_a_transfer_runs_probe_gets_the_fits_speed_levers(fake_data_dir, tmp_path, monkeypatch):
+    settings = []
+    set_precision = torch.set_float32_matmul_precision
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda p: (settings.append(p), set_precision(p)))
+    monkeypatch.setenv("WIDE_LIGHTNING_DATA", str(fake_data_dir))
+    build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp_stacked.yaml"),
+               "--model.init_args.seeds=[4]", "--model.init_args.n_max=20", "--data.init_args.train_digits=20",
+               "--data.init_args.val_digits=4", "--data.init_args.test_digits=4", "--trainer.max_epochs=1",
+               "--probe.max_epochs=1", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+               "--trainer.callbacks+=wide_lightning.speed.MatmulPrecision", "--trainer.callbacks.precision=medium",
+               f"--trainer.default_root_dir={tmp_path}"])
+    before = torch.get_float32_matmul_precision()
+    # set for the base fit, its test and the probe's fit, and each time restored after
+    assert settings == ["medium", before] * 3
+    assert (tmp_path / "summary-seed4.json").exists()

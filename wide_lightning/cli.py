@@ -31,6 +31,7 @@ import wide_lightning.tasks  # noqa: F401
 from wide_lightning.checkpointing import BestAndLastCheckpoint
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.loggers import PrefixedLogger, RunConfigSaver, unused_path
+from wide_lightning.speed import STEP_LEVERS
 from wide_lightning.tasks.base import ClassificationTask, init_arguments
 from wide_lightning.tasks.probe import LinearProbe
 from wide_lightning.tasks.stacked import StackedLinearProbe, StackedTask
@@ -165,7 +166,8 @@ class WideLightningCLI(LightningCLI):
         probe_dir = os.path.join(callback.dirpath, "probe")
         checkpoint = BestAndLastCheckpoint(dirpath=probe_dir, **{k.split(".", 1)[1]: v for k, v in CHECKPOINT_DEFAULTS.items()})
         loggers = [PrefixedLogger(logger, "probe/") for logger in self.trainer.loggers]
-        trainer = Trainer(**trainer_config, callbacks=[checkpoint], logger=loggers or False)
+        levers = [c for c in self.trainer.callbacks if isinstance(c, STEP_LEVERS)]  # the probe trains as fast
+        trainer = Trainer(**trainer_config, callbacks=[checkpoint, *levers], logger=loggers or False)
         rank_zero_info(f"transfer: linear probe for target {spec.target!r} on the frozen features of {backbone}")
         trainer.fit(probe, datamodule=data)
         fit_metrics = _scalars(trainer.callback_metrics)

@@ -295,3 +295,7 @@ class TrainingStepGraph:
     def _drop_grads(self) -> None:
         for p in self.params:
             p.grad = None
+
+
+#: The levers a config switches on for a fit; a transfer run's probe fit gets them too (``cli.py``).
+STEP_LEVERS = (CompileNetwork, MatmulPrecision, CapturedTrainingStep)

@@ -88,7 +88,7 @@ class StackedTask(ClassificationTask):
         return per_example.mean(1).sum(), per_example, logits, y
 
     def _log_accuracy(self, split: str, best: bool) -> None:
-        acc = self._log_epoch(split)
+        acc = self._log_epoch(split).reshape(-1)  # torchmetrics hands a one-member stack's [1] back as a scalar
         values = {f"{name}/{split}/acc": value for name, value in zip(self.member_names, acc)}
         if best:
             self._best[split] = torch.maximum(self._best.get(split, torch.zeros_like(acc)), acc)
