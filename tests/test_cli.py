@@ -46,7 +46,7 @@ def backbones(tmp_path_factory):
 
 
 def test_every_paper_run_has_a_config():
-    assert len(CONFIGS) == 15, CONFIGS
+    assert len(CONFIGS) == 16, CONFIGS
     for path in CONFIGS:
         config = yaml.safe_load((REPO / path).read_text())
         assert config["model"]["class_path"].startswith("wide_lightning.")
@@ -66,6 +66,8 @@ def test_fast_dev_run_of_every_config(config, data_env, backbones, tmp_path):
         args.append(f"--model.init_args.backbone_checkpoint={backbones[config.split('/')[1]]}")
     if "cifar10/conv_n2048" in config:
         args.append("--data.init_args.batch_size=2")  # 2048 filters per conv layer: keep the CPU step short
+    if "transfer_mlp_scan" in config:
+        args.append("--model.init_args.n_max=50")  # 100 networks of 1.6M parameters each: keep the CPU step short
     cli = build_cli(args)
     assert cli.trainer.state.finished
     assert "test/acc" in cli.trainer.callback_metrics  # fit ran test afterwards in the same command
