@@ -184,15 +184,16 @@ class CapturedTrainingStep(Callback):
             problems.append("it replaces Lightning's automatic optimization, and this task optimizes manually")
         if problems:
             raise ValueError("CapturedTrainingStep cannot record this run's step: " + "; ".join(problems) + ".")
-        pl_module.step_graph = TrainingStepGraph(pl_module, trainer.optimizers[0], self.warmup_steps,
+        pl_module.step_graph = RecordedSteps(pl_module, trainer.optimizers[0], self.warmup_steps,
                                                  self.replay_factory, self.max_eval_shapes)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module.step_graph = None  # frees the graph's memory pool; a later fit records afresh
 
 
-class TrainingStepGraph:
-    """The recorded step of one ``fit``: its input buffers, its outputs, and when to replay it."""
+class RecordedSteps:
+    """The recorded steps of one ``fit`` (the training step, and a forward per evaluation batch shape):
+    their input buffers, their outputs, and when to replay them."""
 
     def __init__(self, task: Any, optimizer: torch.optim.Optimizer, warmup_steps: int,
                  replay_factory: Callable[[Callable[[], tuple[torch.Tensor, ...]]], Any],
@@ -235,12 +236,7 @@ class TrainingStepGraph:
         def forward() -> tuple[torch.Tensor, ...]:
             return self.task._losses((static_x, static_y))
 
-        if self.replay_factory is _CUDAGraphReplay:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                forward()
-            torch.cuda.current_stream().wait_stream(stream)
+        self._warm_side_stream(forward)
         return static_x, static_y, self.replay_factory(forward)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -277,19 +273,26 @@ class TrainingStepGraph:
             self.optimizer.step()
             return loss.detach(), per_example.detach(), logits.detach(), target
 
-        if self.replay_factory is _CUDAGraphReplay:
-            self._warm_side_stream()
+        def forward_backward() -> None:  # the step without its update: only gradients, which are dropped
+            self.task._losses((self.x, self.y))[0].backward()
+            self._drop_grads()
+
+        self._warm_side_stream(forward_backward)
         self.recorded = self.replay_factory(training_step)
 
-    def _warm_side_stream(self) -> None:
-        # PyTorch's recipe for recording a whole network: run forward and backward on a side stream
-        # first. Only gradients come of it, which are discarded, so training is unchanged.
+    def _warm_side_stream(self, run: Callable[[], Any], times: int = 2) -> None:
+        """PyTorch's recipe before recording a CUDA graph: run the work a few times on a side stream.
+
+        Only work that changes nothing (a forward, gradients that are dropped) is run here, so
+        training is unchanged. Nothing to do where the replay reruns the step (the CPU).
+        """
+        if self.replay_factory is not _CUDAGraphReplay:
+            return
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):
-                self.task._losses((self.x, self.y))[0].backward()
-                self._drop_grads()
+            for _ in range(times):
+                run()
         torch.cuda.current_stream().wait_stream(stream)
 
     def _drop_grads(self) -> None:

@@ -44,7 +44,7 @@ class ClassificationTask(LightningModule):
     #: Whether a checkpoint of this task can serve as the frozen backbone of a linear probe.
     is_backbone = False
     net: nn.Module
-    #: Set by ``wide_lightning.speed.CapturedTrainingStep`` during ``fit``: the recorded training step.
+    #: Set by ``wide_lightning.speed.CapturedTrainingStep`` during ``fit``: its ``RecordedSteps``.
     step_graph: Any = None
 
     def __init__(self, num_classes: int, lr: float, momentum: float = 0.9) -> None:
