@@ -5,9 +5,10 @@ followed by its ``LinearProbe`` on the frozen features, with a plain ``DataLoade
 (what ``sweeps/figure4_left.yaml`` runs, minus process start-up and W&B). Ours trains one
 ``StackedMLPClassifier`` with all seeds and then one ``StackedLinearProbe``, on the resident data
 path (what ``sweeps/figure4_left_stacked.yaml`` runs); ``--captured-step`` adds ``CapturedTrainingStep``
-to both of its fits. ``--together`` then also trains every depth at once, one ``StackedMLPClassifier``
-with the list of depths (``configs/translated_mnist/transfer_mlp_scan.yaml``), and times that
-whole scan against the sum of the per-depth stacks. Both use translated MNIST (shift, then digit),
+to both of its fits and ``--matmul-precision high`` TF32 products. ``--together`` first trains every
+depth at once, one ``StackedMLPClassifier`` with the list of depths
+(``configs/translated_mnist/transfer_mlp_scan.yaml``), and prints its time and per-depth probe
+accuracies before the per-depth table (``--only-together``: that run alone). Both use translated MNIST (shift, then digit),
 batch 128, lr 0.01. The table gives wall time, models per minute and the mean probe accuracy of each.
 
     python benchmarks/stacked_scan.py --data-dir ../shared/datasets --depths 1,2,...,20 --epochs 10   # a GPU
@@ -30,12 +31,17 @@ from wide_lightning.speed import CapturedTrainingStep, MatmulPrecision
 SHAPE = (1, 28, 28)
 
 
-def make_trainer(args: argparse.Namespace, epochs: int, captured: bool = False) -> Trainer:
+def make_trainer(args: argparse.Namespace, epochs: int, ours: bool) -> Trainer:
+    """A plain ``Trainer``; ours (the stacked runs) with the speed callbacks the options ask for."""
     limits = dict(limit_train_batches=args.limit_batches, limit_val_batches=args.limit_batches) if args.limit_batches else {}
+    levers = []
+    if ours and args.captured_step:
+        levers.append(CapturedTrainingStep())
+    if ours and args.matmul_precision:
+        levers.append(MatmulPrecision(args.matmul_precision))
     return Trainer(accelerator=args.device, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                   callbacks=([CapturedTrainingStep()] if captured else [])
-                   + ([MatmulPrecision(args.matmul_precision)] if args.matmul_precision and captured else []), **limits)
+                   callbacks=levers, **limits)
 
 
 def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNIST:
@@ -45,13 +51,13 @@ def data(args: argparse.Namespace, target: str, placement: str) -> TranslatedMNI
 
 def transfer(base, probe_class, placement: str, path: Path, args: argparse.Namespace) -> dict[str, float]:
     """Base training on the shift, then the probe on the digit: one point of Figure 4 (or a stack of them)."""
-    captured = args.captured_step and placement == "device"  # ours only; the baseline stays plain
+    ours = placement == "device"  # the stacked runs; the one-at-a-time baseline stays plain
     started = time.perf_counter()
-    trainer = make_trainer(args, args.epochs, captured)
+    trainer = make_trainer(args, args.epochs, ours)
     trainer.fit(base, datamodule=data(args, "shift", placement))
     trainer.save_checkpoint(path)
     probe_started = time.perf_counter()
-    probe_trainer = make_trainer(args, args.epochs, captured)
+    probe_trainer = make_trainer(args, args.epochs, ours)
     probe_trainer.fit(probe_class(str(path), num_classes=10, input_shape=SHAPE, lr=0.01),
                       datamodule=data(args, "digit", placement))
     print(f"PHASES {type(base).__name__}: base fit + checkpoint {probe_started - started:.1f} s, "
