@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.atlas.layout import exact_knn, normalize_layout, umap_layout, unique_rows
+from wide_lightning.atlas.embedding import exact_knn, normalize_layout, umap_layout, unique_rows
 from wide_lightning.atlas.metrics import decodability
 from wide_lightning.atlas.pipeline import layer_reader
 from wide_lightning.data.mnist import MNIST

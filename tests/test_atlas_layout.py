@@ -6,21 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from wide_lightning.atlas.layout import (
-    AtlasLayout,
-    cell_members,
-    classifier_subspace_basis,
-    classifier_subspace_projection,
-    compute_layout,
-    exact_knn,
-    grid_cells,
-    normalize_layout,
-    second_moment,
-    umap_layout,
-    unique_rows,
-    whiten,
-    whitening_matrix,
-)
+from wide_lightning.atlas.embedding import exact_knn, normalize_layout, umap_layout, unique_rows
+from wide_lightning.atlas.grid import cell_members, grid_cells
+from wide_lightning.atlas.layout import AtlasLayout, compute_layout
+from wide_lightning.atlas.subspace import classifier_subspace_basis, classifier_subspace_projection
+from wide_lightning.atlas.whitening import second_moment, whiten, whitening_matrix
 
 
 def pca2(x: np.ndarray) -> np.ndarray:
@@ -371,7 +361,7 @@ def test_umaps_per_process_compilation_is_cached_on_disk_without_changing_the_la
 
     import umap
 
-    from wide_lightning.atlas.layout import UNCACHED_UMAP_FUNCTIONS, cache_umap_compilation
+    from wide_lightning.atlas.embedding import UNCACHED_UMAP_FUNCTIONS, cache_umap_compilation
 
     for module_name, name in UNCACHED_UMAP_FUNCTIONS:  # umap-learn as shipped, even if an earlier test cached it
         module = importlib.import_module(module_name)

@@ -8,28 +8,27 @@ import pytest
 import torch
 from torch import nn
 
-from wide_lightning.atlas.render import (
+from wide_lightning.atlas.objective import direction_objective, objective_terms
+from wide_lightning.atlas.parameterization import (
+    FFTImage,
+    color_decorrelation_matrix,
+    fft_scale,
+    init_spectrum,
+    spectrum_to_image,
+)
+from wide_lightning.atlas.render import neuron_directions, render_icons, render_kwargs
+from wide_lightning.atlas.transforms import (
     LUCID_ANGLES,
     LUCID_SCALES,
-    FFTImage,
     Jitter,
     Pad,
     RandomRotate,
     RandomScale,
     Resize,
     apply_transforms,
-    color_decorrelation_matrix,
-    direction_objective,
-    fft_scale,
-    init_spectrum,
     lucid_transforms,
     min_icon_size,
-    neuron_directions,
-    objective_terms,
-    render_icons,
-    render_kwargs,
     scaled_amount,
-    spectrum_to_image,
     window_range,
 )
 from wide_lightning.nets import MLP, ConvNet

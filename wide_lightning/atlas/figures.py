@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from wide_lightning.atlas.layout import as_numpy
+from wide_lightning.atlas.arrays import as_numpy
 
 ClassNames = Sequence[str] | Mapping[int, str] | None
 

@@ -18,12 +18,10 @@ from typing import Any, Literal, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from wide_lightning.atlas.layout import (
-    AtlasLayout,
-    as_numpy,
-    cell_members,
-    classifier_subspace_basis,
-)
+from wide_lightning.atlas.arrays import as_numpy
+from wide_lightning.atlas.grid import cell_members
+from wide_lightning.atlas.layout import AtlasLayout
+from wide_lightning.atlas.subspace import classifier_subspace_basis
 
 
 def _activations(x: Any) -> np.ndarray:

@@ -19,9 +19,11 @@ from torch import nn
 
 from wide_lightning.atlas.collect import ActivationSet
 from wide_lightning.atlas.figures import atlas_canvas, atlas_panel, class_histogram, icon_grid, save_png
-from wide_lightning.atlas.layout import AtlasLayout, classifier_subspace_basis, compute_layout, whiten
+from wide_lightning.atlas.layout import AtlasLayout, compute_layout
 from wide_lightning.atlas.metrics import atlas_metrics
 from wide_lightning.atlas.render import RenderResult, directions_as_icons, neuron_directions, render_icons
+from wide_lightning.atlas.subspace import classifier_subspace_basis
+from wide_lightning.atlas.whitening import whiten
 
 Space = Literal["hidden", "classifier_subspace"]
 
