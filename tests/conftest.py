@@ -31,6 +31,7 @@ def _isolated_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb_data"))  # where W&B stages a table's media
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     threads = torch.get_num_threads()
     yield

@@ -1,5 +1,7 @@
 """The atlas end to end: pipeline, end-of-training callback, and the checkpoint command."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -187,7 +189,20 @@ def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monk
     assert (callback.directory / "atlas.npz").is_file()
     media = list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/images/atlas/*.png"))
     assert {p.name.split("_")[0] for p in media} >= {"atlas", "panel", "neurons", "umap"}
-    assert list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/table/atlas/*.json"))
+    # the cells as a W&B table, one row per cell, written in the offline run: the run records it, and W&B
+    # stages the table with its images as the run's artifact, which `wandb sync` uploads
+    assert list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/table/atlas/cells_*.json"))
+    staged = [json.loads(f.read_bytes()) for f in (tmp_path / "wandb_data").rglob("*") if f.is_file()
+              and f.read_bytes()[:16] == b'{"_type": "table']
+    tables = [t for t in staged if "icon" in t["columns"]]  # W&B may stage more than one copy
+    assert tables
+    table = tables[0]
+    assert {"icon", "exemplars", "count", "label", "purity", "judge_agrees", "network_agrees"} <= set(table["columns"])
+    assert len(table["data"]) == len(callback.result.layout.cells)
+    for column in ("icon", "exemplars"):
+        cell = table["data"][0][table["columns"].index(column)]
+        assert cell["_type"] == "image-file" and cell["path"].endswith(".png")
+    assert "atlas/icons/network_agreement" in callback.result.metrics
     assert "test/acc" in cli.trainer.callback_metrics
 
 

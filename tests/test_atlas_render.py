@@ -11,8 +11,10 @@ from torch import nn
 from wide_lightning.atlas.objective import direction_objective, objective_terms
 from wide_lightning.atlas.parameterization import (
     FFTImage,
+    MacoImage,
     color_decorrelation_matrix,
     fft_scale,
+    image_statistics,
     init_spectrum,
     spectrum_to_image,
 )
@@ -20,6 +22,7 @@ from wide_lightning.atlas.render import neuron_directions, render_icons, render_
 from wide_lightning.atlas.transforms import (
     LUCID_ANGLES,
     LUCID_SCALES,
+    CenterFit,
     Jitter,
     Pad,
     RandomRotate,
@@ -29,6 +32,7 @@ from wide_lightning.atlas.transforms import (
     lucid_transforms,
     min_icon_size,
     scaled_amount,
+    whole_icon_transforms,
     window_range,
 )
 from wide_lightning.nets import MLP, ConvNet
@@ -225,6 +229,106 @@ def test_rotation():
     rotated = rotate.rotate(big, 20)
     assert rotated[0, 0, 0, 0].item() == 0 and rotated[0, 0, 10, 10].item() == 1
     assert set(rotated.unique().tolist()) == {0.0, 1.0}  # nearest neighbour: no blending
+
+
+# -- whole-icon transforms ------------------------------------------------------------------------
+
+
+def test_center_fit_pads_or_crops_about_the_centre():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    padded = CenterFit(6, value=-1.0)(x)
+    assert padded.shape == (1, 1, 6, 6) and torch.equal(padded[..., 1:5, 1:5], x)
+    assert (padded[..., 0, :] == -1).all() and (padded[..., :, 5] == -1).all()
+    assert torch.equal(CenterFit(2, value=0.0)(x), x[..., 1:3, 1:3])
+    for side in range(1, 9):  # odd and even differences, both ways
+        assert CenterFit(5, value=0.0)(torch.zeros(1, 1, side, side)).shape == (1, 1, 5, 5)
+
+
+def test_whole_icon_transforms_show_the_whole_icon_at_its_size():
+    transforms = whole_icon_transforms(28, 0.0, output_size=(28, 28))
+    assert window_range(28, transforms) == (28, 28)  # never a window: the whole icon
+    g = torch.Generator().manual_seed(0)
+    icon = torch.zeros(2, 1, 28, 28)
+    icon[..., 12:16, 12:16] = 1.0
+    for _ in range(20):
+        out = apply_transforms(icon, transforms, g)
+        assert out.shape == (2, 1, 28, 28)
+        ys, xs = torch.nonzero(out[0, 0] > 0.5, as_tuple=True)
+        # the bright square moves by at most 3 px (10 % of 28), grows or shrinks by 10 %, turns by 10 degrees
+        assert len(ys) and abs(ys.float().mean() - 13.5) <= 4 and abs(xs.float().mean() - 13.5) <= 4
+        assert torch.equal(out[0], out[1])  # one draw for the whole batch
+
+
+def test_render_icons_with_whole_transforms_raises_the_objective():
+    shape = (1, 28, 28)
+    net, dirs = _net_and_directions(shape)
+    result = render_icons(net.features, dirs, input_shape=shape, normalize=_normalize, steps=30, objective="true_cosine",
+                          transforms="whole")
+    assert any("CenterFit" in t for t in result.transforms)
+    assert (result.objective > result.initial_objective).all(), (result.initial_objective, result.objective)
+    with pytest.raises(ValueError, match="transforms must be one of"):
+        render_icons(net.features, dirs, input_shape=shape, steps=2, transforms="lucent")
+
+
+# -- MACO -----------------------------------------------------------------------------------------
+
+
+def _digit_like_images(count=64, size=28, seed=0):
+    """Dark images with a bright random bar each: a data set with a definite amplitude spectrum."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.zeros(count, 1, size, size, dtype=torch.uint8)
+    for k in range(count):
+        row, col = torch.randint(4, size - 4, (2,), generator=g).tolist()
+        images[k, 0, row - 1:row + 2, col - 6:col + 6] = 255
+    return images
+
+
+def test_image_statistics_are_the_mean_amplitude_spectrum_and_pixel_moments():
+    images = _digit_like_images()
+    stats = image_statistics(images, 28)
+    pixels = images.float() / 255
+    assert torch.allclose(stats.magnitude, torch.fft.rfft2(pixels.double(), norm="ortho").abs().mean(0).float())
+    assert stats.mean.item() == pytest.approx(pixels.mean().item()) and stats.std.item() == pytest.approx(pixels.std().item())
+    assert image_statistics(images, 80).magnitude.shape == (1, 80, 41)  # resized to the icon size
+    with pytest.raises(ValueError, match="uint8"):
+        image_statistics(pixels, 28)
+
+
+def test_maco_keeps_its_magnitude_fixed_while_the_phase_moves():
+    stats = image_statistics(_digit_like_images(), 28)
+    image = MacoImage.random(3, stats, torch.Generator().manual_seed(0))
+    start = image.phase.detach().clone()
+    (parameter,) = image.parameters()
+    assert parameter is image.phase  # the phase is all that is optimized
+    optimizer = torch.optim.Adam([parameter], lr=0.1)
+    for _ in range(20):  # brighten the top-left quarter
+        optimizer.zero_grad()
+        (-image()[..., :14, :14].mean()).backward()
+        optimizer.step()
+    assert (image.phase - start).abs().max() > 0.5
+    # columns 1..13 of the rfft grid hold independent frequencies (columns 0 and 14 pair conjugates up)
+    spectrum = torch.fft.rfft2(image.spatial().detach(), norm="ortho").abs()
+    template = stats.magnitude[None].expand_as(spectrum)
+    assert torch.allclose(spectrum[..., 1:14], template[..., 1:14], rtol=1e-4, atol=1e-6)
+    x = image().detach()
+    assert x.min() >= 0 and x.max() <= 1
+    assert x[..., :14, :14].mean() > x[..., 14:, 14:].mean()  # the objective moved the picture
+
+
+def test_render_icons_with_maco_raises_the_objective():
+    shape = (1, 28, 28)
+    net, dirs = _net_and_directions(shape)
+    stats = image_statistics(_digit_like_images(), 28)
+    # only the phase moves, so MACO climbs more slowly than the free spectrum: 100 steps at lr 0.2
+    result = render_icons(net.features, dirs, input_shape=shape, normalize=_normalize, steps=100, lr=0.2,
+                          objective="true_cosine", parameterization="maco", image_statistics=stats)
+    assert result.parameterization == "maco" and result.icons.shape == (5, 1, 28, 28)
+    assert (result.objective > result.initial_objective).all(), (result.initial_objective, result.objective)
+    with pytest.raises(ValueError, match="needs image_statistics"):
+        render_icons(net.features, dirs, input_shape=shape, steps=2, parameterization="maco")
+    with pytest.raises(ValueError, match="does not fit the phase"):  # a template of another size
+        render_icons(net.features, dirs, input_shape=shape, steps=2, icon_size=40, parameterization="maco",
+                     image_statistics=stats)
 
 
 # -- rendering ------------------------------------------------------------------------------------

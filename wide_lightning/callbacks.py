@@ -7,27 +7,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from wide_lightning.atlas.collect import collect_from_datamodule
-from wide_lightning.atlas.figures import to_uint8
-from wide_lightning.atlas.pipeline import AtlasResult, AtlasSettings, build_atlas
+from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
+from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
 from wide_lightning.atlas.render import render_kwargs
+from wide_lightning.atlas.settings import DEFAULT_PRESET, AtlasSettings
 
 
 class ActivationAtlas(Callback):
     """At the end of training, the atlas of the trained network's penultimate layer.
 
-    Renders (a) the UMAP histogram coloured by class, (b) the atlas, (c) individual neurons; logs
-    them to W&B as images with the per-cell counts (a table), the atlas numbers and the final
-    accuracies; writes PNGs, ``atlas.npz`` and ``settings.txt`` to ``<default_root_dir>/atlas``
+    Renders (a) the UMAP histogram coloured by class, (b) the atlas, (c) individual neurons, (d) the
+    training images nearest each cell beside its icon; logs them to W&B as images, the cells as a
+    table (one row per cell: icon, exemplars, count, majority label, purity, what the network and
+    the judge call the icon), the atlas numbers (how recognizable the icons are among them) and the
+    final accuracies; writes PNGs, ``atlas.npz`` and ``settings.txt`` to ``<default_root_dir>/atlas``
     (``atlas-v1``... if taken). Every rank collects its share of the training set and the vectors
     are gathered and de-duplicated; rank 0 alone lays out and renders while the others wait. A
     failure while rendering is reported (warning, ``atlas_error.txt``) and does not stop the run:
     checkpoints and logged metrics are kept, and ``fit`` goes on to test. Skipped under
     ``fast_dev_run``. Arguments are those of ``AtlasSettings``, plus ``batch_size`` for collecting
-    and ``output_dir``.
+    and ``output_dir``. ``preset`` (``recognizable`` or ``lucid_notebook``) sets how icons are
+    rendered; the rendering arguments left at ``None`` come from it.
     """
 
     def __init__(
@@ -35,7 +40,13 @@ class ActivationAtlas(Callback):
         grid_size: int = 15,
         min_density: int = 10,
         steps: int = 512,
-        whiten: bool = True,
+        preset: Literal["recognizable", "lucid_notebook"] = DEFAULT_PRESET,
+        whiten: bool | None = None,
+        whiten_ridge: float | None = None,
+        objective: Literal["true_cosine", "lucid_notebook", "dot"] | None = None,
+        cossim_pow: float | None = None,
+        parameterization: Literal["fft", "maco"] | None = None,
+        transforms: Literal["lucid", "whole"] | None = None,
         neurons: int = 10,
         space: Literal["hidden", "classifier_subspace"] = "hidden",
         max_points: int | None = None,
@@ -47,10 +58,11 @@ class ActivationAtlas(Callback):
         batch_size: int = 1024,
         output_dir: str | None = None,
     ) -> None:
-        self.settings = AtlasSettings(grid_size=grid_size, min_density=min_density, steps=steps, whiten=whiten,
-                                      neurons=neurons, space=space, max_points=max_points, icon_size=icon_size,
-                                      reducer=reducer, reproducible_layout=reproducible_layout, knn=knn,
-                                      seed=seed)
+        self.settings = AtlasSettings.from_preset(
+            preset, grid_size=grid_size, min_density=min_density, steps=steps, whiten=whiten,
+            whiten_ridge=whiten_ridge, objective=objective, cossim_pow=cossim_pow,
+            parameterization=parameterization, transforms=transforms, neurons=neurons, space=space, max_points=max_points,
+            icon_size=icon_size, reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed)
         self.batch_size = batch_size
         self.output_dir = output_dir
         self.result: AtlasResult | None = None
@@ -61,6 +73,9 @@ class ActivationAtlas(Callback):
         if trainer.fast_dev_run:
             rank_zero_info("ActivationAtlas: skipped under fast_dev_run.")
             return
+        bar = trainer.progress_bar_callback
+        if isinstance(bar, TQDMProgressBar) and bar._train_progress_bar is not None:
+            bar.on_train_end(trainer, pl_module)  # close the epoch's bar first: its timer is not the atlas's
         datamodule = trainer.datamodule
         out_dir = Path(self.output_dir or Path(trainer.default_root_dir) / "atlas").resolve()
         try:  # a collective: every rank collects its share, all ranks raise together on a failure
@@ -82,6 +97,7 @@ class ActivationAtlas(Callback):
         result = build_atlas(
             activations, net.features, **render_kwargs(datamodule), settings=self.settings, head_weight=net.head.weight,
             class_label=datamodule.target, device=pl_module.device, log=rank_zero_info,
+            images=datamodule.dataset("train").images, network=net, label_periods=datamodule.label_periods,
             title=f"{type(datamodule).__name__}, width {net.width}",
         )
         finals = {f"atlas/final/{k}": float(v) for k, v in trainer.callback_metrics.items() if k.endswith("acc")}
@@ -98,9 +114,8 @@ class ActivationAtlas(Callback):
             if isinstance(logger, WandbLogger):
                 for name, image in result.figures.items():
                     logger.log_image(key=f"atlas/{name}", images=[to_uint8(image)], step=step)
-                rows = [[int(i), int(j), int(c), float(o)] for (i, j), c, o in
-                        zip(result.layout.cells, result.layout.counts, result.icons.objective.tolist())]
-                logger.log_table(key="atlas/cells", columns=["i", "j", "count", "objective"], data=rows, step=step)
+                columns, rows = cell_table(result)
+                logger.log_table(key="atlas/cells", columns=columns, data=rows, step=step)
 
     def _report(self, trainer: Trainer, out_dir: Path, error: BaseException) -> None:
         self.error = error
@@ -113,3 +128,28 @@ class ActivationAtlas(Callback):
             f"are kept; the traceback is in {out_dir / 'atlas_error.txt'}. Render it later from the checkpoint with "
             f"`wide-lightning-atlas --checkpoint <ckpt>`."
         )
+
+
+def cell_table(result: AtlasResult) -> tuple[list[str], list[list[Any]]]:
+    """The atlas's cells as W&B table rows: icon and exemplars as images, count, majority label, purity,
+    what the network and the judge call the icon (and whether that is the cell's label), objective."""
+    import wandb
+
+    columns = ["i", "j", "count", "objective"]
+    rows = [[int(i), int(j), int(c), float(o)] for (i, j), c, o in
+            zip(result.layout.cells, result.layout.counts, result.icons.objective.tolist())]
+    judged = result.judgement
+    if judged is None:
+        return columns, rows
+    columns += ["icon", "exemplars", "label", "purity", "judge_label", "judge_agrees"]
+    strips = [exemplar_strips(icon[None], result.exemplars[k:k + 1], blocks=1)
+              for k, icon in enumerate(result.icons.icons)]
+    for k, row in enumerate(rows):
+        row += [wandb.Image(to_uint8(icon_grid(result.icons.icons[k:k + 1]))), wandb.Image(to_uint8(strips[k])),
+                int(judged.majority[k]), float(judged.purity[k]), int(judged.judge_label[k]),
+                bool(judged.judge_label[k] == judged.majority[k])]
+    if judged.network_label is not None:
+        columns += ["network_label", "network_agrees"]
+        for k, row in enumerate(rows):
+            row += [int(judged.network_label[k]), bool(judged.network_label[k] == judged.majority[k])]
+    return columns, rows

@@ -1,10 +1,13 @@
 """Activation atlases of a whole hidden state (Carter et al. 2019, as the paper used them).
 
 collect -> layout (UMAP, grid, cell means, whitening) -> render (all icons in one batched
-optimization) -> figures and numbers. ``pipeline.build_atlas`` chains them for the end-of-training
-callback (``wide_lightning.callbacks.ActivationAtlas``) and the command (``wide-lightning-atlas``).
+optimization) -> how recognizable the icons are, the training images nearest each cell -> figures
+and numbers. ``pipeline.build_atlas`` chains them for the end-of-training callback
+(``wide_lightning.callbacks.ActivationAtlas``) and the command (``wide-lightning-atlas``).
 """
 
-from wide_lightning.atlas.pipeline import AtlasResult, AtlasSettings, LayerNotFoundError, build_atlas, layer_reader
+from wide_lightning.atlas.layers import LayerNotFoundError, layer_reader
+from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
+from wide_lightning.atlas.settings import PRESETS, AtlasSettings
 
-__all__ = ["AtlasResult", "AtlasSettings", "LayerNotFoundError", "build_atlas", "layer_reader"]
+__all__ = ["PRESETS", "AtlasResult", "AtlasSettings", "LayerNotFoundError", "build_atlas", "layer_reader"]

@@ -1,12 +1,14 @@
 """``wide-lightning-atlas``: the atlas figures of a saved checkpoint, without retraining.
 
     wide-lightning-atlas --checkpoint runs/mnist/conv_n2048/checkpoints/last.ckpt
-    wide-lightning-atlas --checkpoint X.ckpt --data MNIST --data.data_dir ../shared/datasets --preview true
+    wide-lightning-atlas --checkpoint X.ckpt --data_dir ../shared/datasets --preview true
     wide-lightning-atlas --checkpoint X.ckpt --control untrained     # Appendix A.1
     wide-lightning-atlas --checkpoint X.ckpt --control raw_input     # Appendix A.2
+    wide-lightning-atlas --checkpoint X.ckpt --preset lucid_notebook  # the paper's literal icons
 
-The DataModule is rebuilt from the checkpoint (runs of ``wide-lightning fit`` record it) unless
-``--data`` gives one; ``--data_dir`` overrides only where the files are.
+The DataModule is rebuilt from the checkpoint (runs of ``wide-lightning fit`` record it, and the
+folder its files were in) unless ``--data`` gives one; ``--data_dir`` overrides only where the
+files are.
 """
 
 from __future__ import annotations
@@ -14,31 +16,60 @@ from __future__ import annotations
 import importlib
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import torch
 
 from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.atlas.pipeline import AtlasSettings, build_atlas, layer_reader, subset_indices
+from wide_lightning.atlas.layers import layer_reader
+from wide_lightning.atlas.pipeline import build_atlas, subset_indices
 from wide_lightning.atlas.render import render_kwargs
+from wide_lightning.atlas.settings import DEFAULT_PRESET, AtlasSettings
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.tasks.base import CHECKPOINT_KEY, init_arguments
 from wide_lightning.tasks.probe import CheckpointKindError, load_backbone_task, load_checkpoint_dict
 
 
-def datamodule_from_checkpoint(checkpoint: str | Path, data_dir: str | None = None) -> ImageDataModule:
+def datamodule_from_checkpoint(checkpoint: str | Path, data_dir: str | None = None,
+                               log: Callable[[str], None] = print) -> ImageDataModule:
+    """The DataModule a checkpoint was trained with, reading its files from ``data_dir`` if given, else
+    from the folder the run used (recorded in the checkpoint) while it still holds them, else from the
+    DataModule's default (``$WIDE_LIGHTNING_DATA`` or ``./data``). Says which folder it reads."""
     marker = load_checkpoint_dict(checkpoint)[CHECKPOINT_KEY]
     recorded = marker.get("datamodule")
     if recorded is None:
         raise CheckpointKindError(
-            f"{checkpoint} does not record its DataModule; name it, e.g. --data MNIST --data.data_dir DIR."
+            f"{checkpoint} does not record its DataModule; name it, e.g. --data MNIST --data_dir DIR."
         )
     module_name, _, class_name = recorded["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
     init_args = dict(recorded["init_args"])
+    used = recorded.get("data_dir")
     if data_dir is not None:
         init_args["data_dir"] = data_dir
-    return cls(**init_args)
+    elif used and Path(used).is_dir() and any(Path(used).iterdir()):
+        init_args["data_dir"] = used
+    datamodule = cls(**init_args)
+    log(f"atlas: {class_name} from {Path(datamodule.data_dir).resolve()}")
+    return datamodule
+
+
+def check_settings(grid_size: int | None, steps: int | None, min_density: int, neurons: int, max_points: int | None,
+                   icon_size: int | None, whiten_ridge: float | None, cossim_pow: float | None, batch_size: int) -> None:
+    """Every number of the command, checked before any work (collecting and UMAP take minutes)."""
+    def positive(name: str, value: Any, minimum: int = 1) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise ValueError(f"--{name} must be an integer >= {minimum}, got {value!r}.")
+
+    for name, value, minimum in (("grid_size", grid_size, 1), ("steps", steps, 1), ("min_density", min_density, 0),
+                                 ("neurons", neurons, 0), ("max_points", max_points, 4), ("icon_size", icon_size, 1),
+                                 ("batch_size", batch_size, 1)):
+        positive(name, value, minimum)
+    for name, value in (("whiten_ridge", whiten_ridge), ("cossim_pow", cossim_pow)):
+        if value is not None and not 0 <= value < float("inf"):
+            raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}.")
+    if whiten_ridge == 0:
+        raise ValueError("--whiten_ridge must be positive (it keeps the inverse finite); use --whiten false for none.")
 
 
 def atlas(
@@ -51,7 +82,13 @@ def atlas(
     grid_size: int | None = None,
     min_density: int = 10,
     steps: int | None = None,
-    whiten: bool = True,
+    preset: Literal["recognizable", "lucid_notebook"] = DEFAULT_PRESET,
+    whiten: bool | None = None,
+    whiten_ridge: float | None = None,
+    objective: Literal["true_cosine", "lucid_notebook", "dot"] | None = None,
+    cossim_pow: float | None = None,
+    parameterization: Literal["fft", "maco"] | None = None,
+    transforms: Literal["lucid", "whole"] | None = None,
     neurons: int = 10,
     space: Literal["hidden", "classifier_subspace"] = "hidden",
     max_points: int | None = None,
@@ -77,9 +114,13 @@ def atlas(
         control: ``untrained``: the same architecture freshly initialized (Appendix A.1, seeded);
             ``raw_input``: activations = pixels (Appendix A.2), whose icons are the whitened cell
             averages themselves, as in the paper (``layer="input"`` too), not optimized images.
-        grid_size, min_density, steps, whiten, neurons, space, max_points, icon_size, reducer,
-            reproducible_layout, knn, seed: see
-            ``AtlasSettings`` (unset: the paper's 15 x 15 grid, 512 steps, all points).
+        preset: how icons are rendered: ``recognizable`` (the default, chosen by the study in
+            ``docs/atlas.md``) or ``lucid_notebook`` (the paper's literal procedure). ``whiten``,
+            ``whiten_ridge``, ``objective``, ``cossim_pow``, ``parameterization`` and ``icon_size``
+            replace single values of the preset. ``control=raw_input`` whitens unless ``whiten`` is
+            given: Appendix A.2's icons are "whitened averages over images".
+        grid_size, min_density, steps, neurons, space, max_points, reducer, reproducible_layout, knn,
+            seed: see ``AtlasSettings`` (unset: the paper's 15 x 15 grid, 512 steps, all points).
         preview: unset values become 64 steps, a 10 x 10 grid and 10,000 points.
         split: which split to lay out (the paper: the whole training set).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
@@ -90,9 +131,10 @@ def atlas(
             for every other label with at most 64 values, e.g. the shift), ``neurons.png``, ``atlas.npz``.
     """
     started = time.perf_counter()
+    check_settings(grid_size, steps, min_density, neurons, max_points, icon_size, whiten_ridge, cossim_pow, batch_size)
     if space == "classifier_subspace" and (layer != "features" or control == "raw_input"):
         raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
-    task = load_backbone_task(checkpoint)
+    task = load_backbone_task(checkpoint, purpose="an atlas")
     datamodule = data if data is not None else datamodule_from_checkpoint(checkpoint, data_dir)
     if data is not None and data_dir is not None:
         datamodule.data_dir = Path(data_dir)
@@ -104,13 +146,15 @@ def atlas(
         task = type(task)(**init_arguments(task)).eval()
     if control == "raw_input":
         layer = "input"
+        whiten = True if whiten is None else whiten
     run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     task = task.to(run_device)
     read = layer_reader(task.net, layer)
     given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
-    settings = (AtlasSettings.preview if preview else AtlasSettings)(
-        min_density=min_density, whiten=whiten, neurons=neurons, space=space, icon_size=icon_size, reducer=reducer,
-        reproducible_layout=reproducible_layout, knn=knn, seed=seed,
+    settings = (AtlasSettings.preview if preview else AtlasSettings.from_preset)(
+        preset, min_density=min_density, whiten=whiten, whiten_ridge=whiten_ridge, objective=objective,
+        cossim_pow=cossim_pow, parameterization=parameterization, transforms=transforms, neurons=neurons, space=space, icon_size=icon_size,
+        reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed,
         icons="directions" if layer == "input" else "optimized", **given)
     dataset = datamodule.dataset(split)
     if settings.max_points is not None and settings.max_points < len(dataset):  # collect only what is laid out
@@ -122,7 +166,8 @@ def atlas(
     result = build_atlas(
         activations, read, **render_kwargs(datamodule), settings=settings,
         head_weight=task.net.head.weight if layer == "features" else None,  # the head reads the penultimate layer
-        class_label=datamodule.target, device=run_device, log=print,
+        class_label=datamodule.target, device=run_device, log=print, images=dataset.images, network=task.net,
+        label_periods=datamodule.label_periods,
         title=f"{type(datamodule).__name__}, width {task.net.width}" + ("" if control == "none" else f" ({control})"),
     )
     result.metrics["atlas/seconds/collect"] = collect_seconds
@@ -130,18 +175,42 @@ def atlas(
     target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / (
         "atlas" if control == "none" else f"atlas_{control}")
     directory = result.save(target)
-    lines = [f"{k} = {v:.4g}" for k, v in sorted(result.metrics.items())]
-    print("\n".join(lines))
+    print("\n".join(metric_lines(result.metrics)))
     print(f"atlas written to {directory}")
     return directory
 
 
+#: What a reader needs to know to read a number the command prints.
+EXPLANATIONS = {
+    "atlas/whitening_log10_cond": (lambda v: v == float("inf"), "dead units (never active) make A^T A / N singular; "
+                                   "the ridge (--whiten_ridge) keeps the whitening finite"),
+}
+
+
+def metric_lines(metrics: dict[str, float]) -> list[str]:
+    """``name = value`` per metric, sorted, with an explanation where a value needs one."""
+    lines = []
+    for name, value in sorted(metrics.items()):
+        condition, note = EXPLANATIONS.get(name, (lambda v: False, ""))
+        lines.append(f"{name} = {value:.4g}" + (f"  ({note})" if condition(value) else ""))
+    return lines
+
+
 def main(args: list[str] | None = None) -> None:
+    """``wide-lightning-atlas``, with short errors for what a person got wrong (``wide_lightning/errors.py``)."""
     from jsonargparse import CLI
 
     import wide_lightning.data  # noqa: F401  (short class names for --data)
+    from wide_lightning.console import quiet_library_noise
+    from wide_lightning.errors import run_for_people
 
-    CLI(atlas, args=args, as_positional=False)
+    quiet_library_noise()
+
+    def run(argv: list[str]) -> Path:
+        return CLI(atlas, args=argv, as_positional=False, exit_on_error=False, allow_abbrev=False)
+
+    # the data errors are written for `wide-lightning fit`; this command names the folder with --data_dir
+    run_for_people(run, args, "wide-lightning-atlas", rewrite=lambda m: m.replace("--data.data_dir=DIR", "--data_dir DIR"))
 
 
 if __name__ == "__main__":

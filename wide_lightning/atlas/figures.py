@@ -95,6 +95,46 @@ def icon_grid(icons: Any, ncols: int | None = None, pad: int = 2, background: fl
     return out
 
 
+def side_by_side(images: Sequence[Any], gap: int = 8, background: float = 1.0) -> np.ndarray:
+    """Float images ``[H, W, 3]`` of equal height side by side, ``gap`` columns of ``background`` between them."""
+    arrays = [as_numpy(image, np.float32) for image in images]
+    if not arrays or len({a.shape[0] for a in arrays}) != 1:
+        raise ValueError(f"side_by_side needs images of one height, got {[a.shape for a in arrays]}.")
+    spacer = np.full((arrays[0].shape[0], gap, 3), background, np.float32)
+    parts = [part for a in arrays for part in (a, spacer)][:-1]
+    return np.concatenate(parts, axis=1)
+
+
+def exemplar_strips(icons: Any, exemplars: Any, blocks: int = 3, gap: int = 6) -> np.ndarray:
+    """One strip per cell: its icon, then its exemplars; the strips in ``blocks`` columns side by side.
+
+    ``icons`` ``[K, C, P, P]`` in [0, 1] are resized to the exemplars' size; ``exemplars`` are
+    ``[K, M, C, H, W]`` (uint8 or [0, 1]). A thin grey rule separates each icon from its exemplars.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    examples = torch.as_tensor(as_numpy(exemplars))
+    examples = examples.float() / 255.0 if examples.dtype == torch.uint8 else examples.float()
+    k, m, c, h, w = examples.shape
+    small = torch.as_tensor(as_numpy(icons, np.float32))
+    if small.shape[-2:] != (h, w):
+        small = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    if len(small) != k:
+        raise ValueError(f"{len(small)} icons for {k} cells of exemplars.")
+    rows = []
+    for icon, row in zip(_icons_hwc(small), _icons_hwc(examples.reshape(k * m, c, h, w)).reshape(k, m, h, w, 3)):
+        rule = np.full((h, 2, 3), 0.6, np.float32)
+        rows.append(np.concatenate([icon, rule, icon_grid(row, ncols=m)], axis=1))
+    per_block = -(-k // max(1, blocks))
+    columns = []
+    for start in range(0, k, per_block):
+        block = rows[start:start + per_block]
+        block += [np.ones_like(rows[0])] * (per_block - len(block))
+        columns.append(icon_grid(np.stack(block), ncols=1))
+    return side_by_side(columns, gap=gap)
+
+
 def to_uint8(array: Any) -> np.ndarray:
     x = as_numpy(array)
     if x.ndim == 3 and x.shape[-1] == 1:

@@ -141,3 +141,26 @@ def _scatter_add(out: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     sorted_rows = rows[order]
     starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
     out[sorted_rows[starts]] += np.add.reduceat(values[order], starts, axis=0)
+
+
+def cell_label_counts(xy01: Any, labels: Any, cells: Any, grid_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """How many points of each label value every kept cell holds, with the grid's inclusive bounds.
+
+    Returns ``(values [V], table [K, V] int64)``: ``values`` are the distinct labels, and row ``k`` of
+    ``table`` counts the points of cell ``cells[k]`` (``[K, 2]`` (i, j), or a ``GridCells``) per value.
+    """
+    labels = as_numpy(labels).ravel()
+    xy = _check_layout01(xy01)
+    if len(labels) != len(xy):
+        raise ValueError(f"{len(xy)} layout points but {len(labels)} labels.")
+    g = _check_grid_size(grid_size)
+    cells = as_numpy(getattr(cells, "cells", cells), np.int64).reshape(-1, 2)
+    slot = np.full(g * g, -1, np.int64)
+    slot[cells[:, 0] * g + cells[:, 1]] = np.arange(len(cells))
+    points, i, j = cell_members(xy, g)
+    rows = slot[i * g + j]
+    mask = rows >= 0
+    values, label_index = np.unique(labels, return_inverse=True)
+    table = np.zeros((len(cells), len(values)), np.int64)
+    np.add.at(table, (rows[mask], label_index.ravel()[points[mask]]), 1)
+    return values, table

@@ -25,7 +25,7 @@ import torch
 from wide_lightning.atlas.arrays import _as_activations, as_numpy
 from wide_lightning.atlas.embedding import normalize_layout, umap_layout
 from wide_lightning.atlas.grid import GridCells, grid_cells
-from wide_lightning.atlas.whitening import WhitenMode, whiten, whitening_matrix
+from wide_lightning.atlas.whitening import SPEC_RIDGE, WhitenMode, whiten, whitening_matrix
 
 
 @dataclass
@@ -72,6 +72,7 @@ def compute_layout(
     seed: int | None = 0,
     reducer: Any | Callable[[np.ndarray], np.ndarray] | None = None,
     whiten_mode: WhitenMode | None = "regularized",
+    whiten_ridge: float = SPEC_RIDGE,
     n_neighbors: int = 20,
     min_dist: float = 0.01,
     metric: str = "cosine",
@@ -82,7 +83,8 @@ def compute_layout(
     """UMAP -> normalize -> grid -> cell means -> whitening, with the paper's/L-NB defaults.
 
     ``xy`` reuses an existing raw layout (skips UMAP). ``whiten_mode=None`` skips whitening (S = I,
-    the un-whitened objective of L-NB). For the classifier-subspace atlas of the paper's Discussion,
+    the un-whitened objective of L-NB); ``whiten_ridge`` is the regularized inverse's ridge in units
+    of the mean eigenvalue. For the classifier-subspace atlas of the paper's Discussion,
     pass ``classifier_subspace_projection(activations, net.head.weight)``.
     """
     a = _as_activations(activations)
@@ -97,7 +99,7 @@ def compute_layout(
     if whiten_mode is None:
         matrix, condition, ridge = np.eye(a.shape[1], dtype=np.float32), float("nan"), 0.0
     else:
-        matrix, condition, ridge = whitening_matrix(a, whiten_mode)
+        matrix, condition, ridge = whitening_matrix(a, whiten_mode, whiten_ridge)
     return AtlasLayout(
         xy=xy, xy01=xy01, grid=grid, matrix=matrix, whitened=whiten(grid.directions, matrix),
         condition_number=condition, ridge=ridge, whiten_mode=str(whiten_mode),

@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from wide_lightning.atlas.arrays import as_numpy
-from wide_lightning.atlas.grid import cell_members
+from wide_lightning.atlas.grid import cell_label_counts, cell_members
 from wide_lightning.atlas.layout import AtlasLayout
 from wide_lightning.atlas.subspace import classifier_subspace_basis
 
@@ -103,7 +103,6 @@ def decodability(
     Returns:
         :class:`Decodability` ``(accuracy, chance, n_train, n_test)``.
     """
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
@@ -138,12 +137,7 @@ def decodability(
     if len(np.unique(y_train)) < 2:
         accuracy = float(np.mean(y_test == y_train[0]))
     elif method == "linear":
-        from sklearn.linear_model import LogisticRegression
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = LogisticRegression(max_iter=max_iter).fit(x_train, y_train)
-        accuracy = float(model.score(x_test, y_test))
+        accuracy = float(logistic_regression(x_train, y_train, max_iter).score(x_test, y_test))
     else:
         from sklearn.neighbors import KNeighborsClassifier
 
@@ -152,6 +146,20 @@ def decodability(
     values, train_counts = np.unique(y_train, return_counts=True)
     chance = float(np.mean(y_test == values[np.argmax(train_counts)]))
     return Decodability(accuracy, chance, len(y_train), len(y_test))
+
+
+def logistic_regression(x: np.ndarray, y: np.ndarray, max_iter: int = 200) -> Any:
+    """A fitted multinomial logistic regression (sklearn, lbfgs) of ``y`` on ``x``.
+
+    Convergence warnings are silenced: within ``max_iter`` iterations the fit is a lower bound on
+    what a linear read-out can do, which is what the atlas numbers report.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(max_iter=max_iter).fit(x, y)
 
 
 def classifier_subspace_energy(activations: Any, head_weight: Any) -> float:
@@ -168,21 +176,9 @@ def classifier_subspace_energy(activations: Any, head_weight: Any) -> float:
 def cell_purity(xy01: Any, labels: Any, cells: Any, grid_size: int) -> float:
     """Mean over the kept ``cells`` (``[K, 2]`` (i, j)) of the share of the cell's points that carry its
     majority label, weighted by the cell's count: 1 when every atlas icon stands for one class."""
-    labels = as_numpy(labels).ravel()
-    points, i, j = cell_members(xy01, grid_size)
-    g = int(grid_size)
-    cells = as_numpy(getattr(cells, "cells", cells), np.int64).reshape(-1, 2)
-    kept = np.zeros(g * g, bool)
-    kept[cells[:, 0] * g + cells[:, 1]] = True
-    flat = i * g + j
-    mask = kept[flat]
-    flat, points = flat[mask], points[mask]
-    if len(flat) == 0:
-        return float("nan")
-    values, label_index = np.unique(labels[points], return_inverse=True)
-    table = np.zeros((g * g, len(values)), np.int64)
-    np.add.at(table, (flat, label_index.ravel()), 1)
-    return float(table.max(axis=1).sum() / table.sum())
+    _, table = cell_label_counts(xy01, labels, cells, grid_size)
+    total = table.sum()
+    return float(table.max(axis=1).sum() / total) if total else float("nan")
 
 
 def atlas_metrics(
@@ -224,7 +220,8 @@ def atlas_metrics(
         out["cells_kept"] = float(len(layout.cells))
         out["points_in_kept_cells"] = float(len(covered) / len(a))
         cond = layout.condition_number
-        out["whitening_log10_cond"] = float(np.log10(cond)) if np.isfinite(cond) and cond > 0 else float("inf")
+        if not np.isnan(cond):  # nan: the directions were not whitened
+            out["whitening_log10_cond"] = float(np.log10(cond)) if np.isfinite(cond) and cond > 0 else float("inf")
     for name in (decode if decode is not None else sorted(labels or {})):
         if labels is None or name not in labels:
             raise KeyError(f"no label {name!r} to decode; labels are {sorted(labels or {})}.")

@@ -5,14 +5,23 @@ spectrum, init N(0, 0.01), scaled by ``1 / max(freq, 1/max(H, W))`` (decay power
 ``irfftn(norm="ortho") / 4``; with 3 channels lucid's ImageNet color-decorrelation matrix (divided by
 its largest column norm, applied as ``t @ M^T``); then a sigmoid. Other channel counts (MNIST: 1):
 sigmoid only.
+
+:class:`MacoImage` is the magnitude-constrained alternative (MACO, Fel et al. 2023): the Fourier
+magnitude fixed to the training images' mean amplitude spectrum, only the phase optimized.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Literal, NamedTuple
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Generator = torch.Generator
+Parameterization = Literal["fft", "maco"]
+PARAMETERIZATIONS: tuple[str, ...] = ("fft", "maco")
 
 #: lucid's ``color_correlation_svd_sqrt`` (ImageNet).
 COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
@@ -82,3 +91,90 @@ class FFTImage(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return spectrum_to_image(self.spectrum, self.size, self.scale)
+
+
+# -- MACO: the magnitude of the spectrum fixed to the data's, only the phase optimized ----------------
+
+
+class ImageStatistics(NamedTuple):
+    """What a magnitude-constrained icon keeps of the training images (:func:`image_statistics`).
+
+    Attributes:
+        magnitude: ``[C, P, P//2+1]`` mean amplitude spectrum (``rfft2(norm="ortho")``) at the icon size.
+        mean, std: ``[C]`` pixel mean and standard deviation in [0, 1] pixel space, per channel.
+    """
+
+    magnitude: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def image_statistics(images: torch.Tensor, size: int, max_images: int = 10_000, seed: int = 0) -> ImageStatistics:
+    """The mean amplitude spectrum and pixel moments of ``images`` (uint8 ``[N, C, H, W]``) at ``size`` x ``size``.
+
+    Images are scaled to [0, 1] and resized (bilinear, antialiased) to the icon size; at most
+    ``max_images`` of them (a seeded choice) are used, which pins the mean spectrum to well under 1 %.
+    """
+    if images.ndim != 4 or images.dtype != torch.uint8 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty uint8 [N, C, H, W] tensor, got {images.dtype} {tuple(images.shape)}.")
+    if len(images) > max_images:
+        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]]
+    pixels = images.float().div_(255.0)
+    if tuple(pixels.shape[-2:]) != (size, size):
+        pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    magnitude = torch.fft.rfft2(pixels.double(), norm="ortho").abs().mean(0)
+    return ImageStatistics(magnitude.float(), pixels.mean((0, 2, 3)), pixels.std((0, 2, 3)))
+
+
+def init_phase(
+    batch: int, channels: int, size: int | tuple[int, int], generator: Generator | None = None
+) -> torch.Tensor:
+    """A uniformly random phase ``[B, C, H, W//2+1]`` in ``[-pi, pi)``, drawn on the CPU."""
+    height, width = (size, size) if isinstance(size, int) else size
+    shape = (batch, channels, height, width // 2 + 1)
+    return (torch.rand(shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0) * math.pi
+
+
+class MacoImage(nn.Module):
+    """A batch of square icons whose Fourier magnitude is fixed and whose phase is the parameter (Fel et al. 2023).
+
+    MACO (Horama's ``maco``) keeps the amplitude spectrum of natural images and optimizes only the
+    phase, so every icon has the spatial-frequency content of real data. ``forward()``:
+    ``z = standardize(irfft2(|M| e^{i phase}))`` per icon and channel, then pixels
+    ``clamp(mean + std * z, 0, 1)`` with the training images' pixel moments. Horama maps ``z``
+    through a sigmoid to ImageNet's normalized range; ours matches the dataset's own pixel mean and
+    spread, which for MNIST is a dark background with bright strokes rather than a mid-grey image.
+    The mean (DC) term is set by ``mean``, so its magnitude is not a free part of the spectrum.
+    """
+
+    def __init__(self, phase: torch.Tensor, statistics: ImageStatistics) -> None:
+        super().__init__()
+        if phase.ndim != 4:
+            raise ValueError(f"phase must be [B, C, H, W//2+1], got {tuple(phase.shape)}.")
+        height = phase.shape[2]
+        self.size = (height, height)
+        magnitude = statistics.magnitude.to(phase.device, torch.float32)
+        if tuple(magnitude.shape) != tuple(phase.shape[1:]):
+            raise ValueError(f"the magnitude template {tuple(magnitude.shape)} does not fit the phase "
+                             f"{tuple(phase.shape[1:])}: compute image_statistics at the icon size {height}.")
+        magnitude = magnitude.clone()
+        magnitude[:, 0, 0] = 0.0  # the mean comes from ``mean``
+        self.phase = nn.Parameter(phase.detach().clone())
+        self.register_buffer("magnitude", magnitude, persistent=False)
+        self.register_buffer("mean", statistics.mean.to(phase.device, torch.float32).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", statistics.std.to(phase.device, torch.float32).view(-1, 1, 1), persistent=False)
+
+    @classmethod
+    def random(cls, batch: int, statistics: ImageStatistics, generator: Generator | None = None) -> "MacoImage":
+        channels, size = statistics.magnitude.shape[:2]
+        return cls(init_phase(batch, channels, size, generator), statistics)
+
+    def spatial(self) -> torch.Tensor:
+        """The zero-mean image ``irfft2(|M| e^{i phase})`` before standardization, ``[B, C, H, W]``."""
+        return torch.fft.irfftn(torch.polar(self.magnitude.expand_as(self.phase), self.phase), s=self.size,
+                                dim=(-2, -1), norm="ortho")
+
+    def forward(self) -> torch.Tensor:
+        x = self.spatial()
+        z = (x - x.mean((-2, -1), keepdim=True)) / x.std((-2, -1), keepdim=True).clamp_min(1e-8)
+        return (self.mean + self.std * z).clamp(0.0, 1.0)

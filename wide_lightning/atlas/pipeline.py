@@ -1,9 +1,9 @@
 """One activation atlas from start to end, shared by the end-of-training callback and the command.
 
-``AtlasSettings`` holds every choice (defaults: the paper and lucid's notebook, see
-``../shared/reference/atlas_spec.md``); ``build_atlas`` goes from collected activations to an
-``AtlasResult`` (layout, icons, neuron icons, figures, numbers), and ``AtlasResult.save`` writes
-PNGs and an ``.npz`` without ever overwriting an earlier atlas.
+``build_atlas`` goes from collected activations to an ``AtlasResult`` (layout, icons, neuron icons,
+how recognizable the icons are, the training images nearest each cell, figures, numbers), and
+``AtlasResult.save`` writes PNGs and an ``.npz`` without ever overwriting an earlier atlas. Every
+choice is an ``AtlasSettings`` (``settings.py``: the defaults and the named presets).
 """
 
 from __future__ import annotations
@@ -11,81 +11,33 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
-from torch import nn
 
 from wide_lightning.atlas.collect import ActivationSet
-from wide_lightning.atlas.figures import atlas_canvas, atlas_panel, class_histogram, icon_grid, save_png
+from wide_lightning.atlas.exemplars import nearest_examples
+from wide_lightning.atlas.figures import (
+    atlas_canvas,
+    atlas_panel,
+    class_histogram,
+    exemplar_strips,
+    icon_grid,
+    save_png,
+    side_by_side,
+)
 from wide_lightning.atlas.layout import AtlasLayout, compute_layout
 from wide_lightning.atlas.metrics import atlas_metrics
+from wide_lightning.atlas.parameterization import image_statistics
+from wide_lightning.atlas.recognizability import IconJudgement, NearestNeighbourJudge, judge_icons
 from wide_lightning.atlas.render import RenderResult, directions_as_icons, neuron_directions, render_icons
+from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.atlas.subspace import classifier_subspace_basis
 from wide_lightning.atlas.whitening import whiten
 
-Space = Literal["hidden", "classifier_subspace"]
-
-
 #: Labels with at most this many values get their own coloured layout (the 28 shifts do, the 1,785 sources not).
 MAX_COLOURED_VALUES = 64
-
-
-@dataclass
-class AtlasSettings:
-    """Every choice of an atlas.
-
-    Args:
-        grid_size: g of the g x g grid (the paper: 15).
-        min_density: a cell is kept when it holds more than this many points (lucid: 10).
-        steps: Adam steps per icon (lucid: 512).
-        whiten: target the whitened cell means (lucid); off: the plain dot objective.
-        whiten_mode: ``regularized`` (default, stable with dead units), ``pinv`` or ``exact``.
-        objective: ``lucid_notebook`` (default), ``true_cosine`` or ``dot``.
-        neurons: how many individual neurons to visualize (seeded random choice; 0 for none).
-        whiten_neurons: whiten the one-hot neuron directions like the cells (the spec's default).
-        icon_size: icon side in pixels; default the network's input size.
-        space: ``hidden`` (the layer's activations) or ``classifier_subspace`` (projected onto the span
-            of the head's weight rows, as the paper's Discussion proposes for very wide networks).
-        max_points: lay out at most this many examples (a seeded subset), for previews; ``None``: all.
-        reducer: ``umap`` (the paper) or ``pca`` (2 principal components: instant, for tests and quick looks).
-        reproducible_layout: seed UMAP (bit-reproducible, but UMAP then runs on one core,
-            lmcinnes/umap#298); ``False`` lets it use every core.
-        knn: UMAP's neighbour graph: ``exact`` (brute force, on the atlas's device), ``umap`` (UMAP's
-            own NN-descent, as L-NB) or ``auto``: exact on a GPU, UMAP's own on the CPU (where the
-            brute force costs more than NN-descent at 50,000 x 2,048).
-        seed: seeds UMAP, the neuron choice, the icons and the subset.
-        decode: label names whose decodability is measured (default: every label of the dataset).
-        icons: ``optimized`` (feature visualization, the paper's atlases) or ``directions``: each
-            (whitened) direction shown as an image, for activations that are the pixels (Appendix A.2:
-            "the averaged activations [...] in this case are simply whitened averages over images").
-    """
-
-    grid_size: int = 15
-    min_density: int = 10
-    steps: int = 512
-    whiten: bool = True
-    whiten_mode: Literal["regularized", "pinv", "exact"] = "regularized"
-    objective: Literal["lucid_notebook", "true_cosine", "dot"] = "lucid_notebook"
-    neurons: int = 10
-    whiten_neurons: bool = True
-    icon_size: int | None = None
-    space: Space = "hidden"
-    max_points: int | None = None
-    reducer: Literal["umap", "pca"] = "umap"
-    reproducible_layout: bool = True
-    knn: Literal["auto", "exact", "umap"] = "auto"
-    seed: int = 0
-    decode: list[str] | None = None
-    icons: Literal["optimized", "directions"] = "optimized"
-
-    @classmethod
-    def preview(cls, **overrides: Any) -> "AtlasSettings":
-        """A quick look: 64 steps, a 10 x 10 grid, 10,000 points."""
-        values = {"steps": 64, "grid_size": 10, "max_points": 10_000}
-        values.update(overrides)
-        return cls(**values)
 
 
 @dataclass
@@ -99,6 +51,9 @@ class AtlasResult:
     metrics: dict[str, float]
     figures: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    judgement: IconJudgement | None = None
+    exemplar_indices: np.ndarray | None = None
+    exemplars: np.ndarray | None = None
 
     def save(self, directory: str | Path) -> Path:
         """Write ``<name>.png`` for every figure and ``atlas.npz`` into ``directory``.
@@ -124,6 +79,14 @@ class AtlasResult:
         if self.neuron_icons is not None:
             arrays["neuron_icons"] = self.neuron_icons.icons.numpy()
             arrays["neuron_objective"] = self.neuron_icons.objective.numpy()
+        if self.judgement is not None:
+            arrays.update(cell_label=self.judgement.majority, cell_purity=self.judgement.purity,
+                          icon_judge_label=self.judgement.judge_label,
+                          icon_nearest_image_distance=self.judgement.nearest_distance)
+            if self.judgement.network_label is not None:
+                arrays["icon_network_label"] = self.judgement.network_label
+        if self.exemplar_indices is not None:
+            arrays.update(exemplar_indices=self.exemplar_indices, exemplars=self.exemplars)
         arrays.update({f"label_{name}": values for name, values in self.labels.items()})
         metric_names = sorted(self.metrics)
         arrays["metric_names"] = np.array(metric_names)
@@ -158,6 +121,65 @@ def resolve_knn(knn: str, device: str | torch.device | None) -> Literal["exact",
     return knn  # type: ignore[return-value]
 
 
+def layout_for(activations: np.ndarray, settings: AtlasSettings, *, reducer: Any = None,
+               device: str | torch.device | None = None, xy: Any = None) -> AtlasLayout:
+    """The atlas layout of ``activations`` with the settings' grid, UMAP and whitening (``xy``: reuse a raw layout)."""
+    return compute_layout(
+        activations, grid_size=settings.grid_size, min_density=settings.min_density,
+        seed=settings.seed if settings.reproducible_layout else None, reducer=reducer or REDUCERS[settings.reducer],
+        whiten_mode=settings.whiten_mode if settings.whiten else None, whiten_ridge=settings.whiten_ridge,
+        knn=resolve_knn(settings.knn, device), knn_device=device, xy=xy,
+    )
+
+
+def draw_icons(
+    layout: AtlasLayout,
+    features: Callable[[torch.Tensor], torch.Tensor],
+    settings: AtlasSettings,
+    *,
+    input_shape: tuple[int, ...],
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None,
+    pad_value: float,
+    images: torch.Tensor | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[RenderResult, RenderResult | None, np.ndarray, dict[str, float]]:
+    """The cell icons and the neuron icons of a layout: ``(icons, neuron_icons, neuron_indices, seconds)``.
+
+    ``images`` (uint8, the training images) are needed by ``parameterization='maco'``, whose
+    magnitude template is their mean amplitude spectrum.
+    """
+    seconds: dict[str, float] = {}
+    if settings.icons == "directions":
+        def draw(_features: Any, targets: torch.Tensor, **_: Any) -> RenderResult:
+            return directions_as_icons(targets, input_shape)
+    elif settings.icons == "optimized":
+        draw = render_icons
+    else:
+        raise ValueError(f"icons must be 'optimized' or 'directions', got {settings.icons!r}.")
+    statistics = None
+    if settings.icons == "optimized" and settings.parameterization == "maco":
+        if images is None:
+            raise ValueError("parameterization='maco' needs the training images (their amplitude spectrum).")
+        statistics = image_statistics(images, settings.icon_size or input_shape[-1], seed=settings.seed)
+    render = dict(input_shape=input_shape, normalize=normalize, pad_value=pad_value, icon_size=settings.icon_size,
+                  steps=settings.steps, lr=settings.lr, seed=settings.seed, device=device, objective=settings.objective,
+                  cossim_pow=settings.cossim_pow, parameterization=settings.parameterization,
+                  image_statistics=statistics, transforms=settings.transforms)
+    start = time.perf_counter()
+    icons = draw(features, torch.from_numpy(layout.whitened).float(), **render)
+    seconds["render_icons"] = time.perf_counter() - start
+    neuron_icons, neuron_indices = None, np.zeros(0, np.int64)
+    if settings.neurons > 0:
+        width = layout.directions.shape[1]
+        indices, onehot = neuron_directions(width, min(settings.neurons, width), seed=settings.seed)
+        targets = whiten(onehot, torch.from_numpy(layout.matrix)) if settings.whiten and settings.whiten_neurons else onehot
+        start = time.perf_counter()
+        neuron_icons = draw(features, targets.float(), **render)
+        seconds["render_neurons"] = time.perf_counter() - start
+        neuron_indices = indices.numpy()
+    return icons, neuron_icons, neuron_indices, seconds
+
+
 def build_atlas(
     activations: ActivationSet,
     features: Callable[[torch.Tensor], torch.Tensor],
@@ -173,23 +195,32 @@ def build_atlas(
     device: str | torch.device | None = None,
     title: str | None = None,
     log: Callable[[str], None] | None = None,
+    images: torch.Tensor | None = None,
+    network: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    label_periods: Mapping[str, int] | None = None,
 ) -> AtlasResult:
-    """Layout, icons, neuron icons, figures and numbers for ``activations`` read by ``features``.
+    """Layout, icons, neuron icons, their recognizability, exemplars, figures and numbers for ``activations``.
 
     ``features`` maps a normalized input batch to the same activations that were collected (the
     renderer optimizes inputs through it). ``head_weight`` enables the classifier-subspace space and
     its numbers; ``class_label`` names the label that colours the histogram (default: the first).
-    ``reducer`` (a callable ``[N, C] -> [N, 2]``) overrides ``settings.reducer``.
+    ``reducer`` (a callable ``[N, C] -> [N, 2]``) overrides ``settings.reducer``. ``images`` (uint8
+    ``[N, C, H, W]``, row ``n`` the example of activation row ``n``) enable the judge, the exemplars and
+    ``maco``; ``network`` (normalized input -> logits) the own-network agreement; ``label_periods``
+    marks cyclic labels (``{"shift": 28}``).
     """
     settings = settings or AtlasSettings()
     seconds: dict[str, float] = {}
     say = log or (lambda message: None)
     acts = activations.activations.float()
     labels = {name: values.numpy() for name, values in activations.labels.items()}
+    if images is not None and len(images) != len(acts):
+        raise ValueError(f"{len(images)} images for {len(acts)} activation rows: pass the laid-out examples' images.")
     if settings.max_points is not None and settings.max_points < len(acts):
         keep = subset_indices(len(acts), settings.max_points, settings.seed)
         acts = acts[keep]
         labels = {name: values[keep.numpy()] for name, values in labels.items()}
+        images = images[keep] if images is not None else None
     if settings.space == "classifier_subspace":
         if head_weight is None:
             raise ValueError("space='classifier_subspace' needs the head's weights (the network's last layer).")
@@ -198,42 +229,17 @@ def build_atlas(
         features = projected(features, basis)
     elif settings.space != "hidden":
         raise ValueError(f"space must be 'hidden' or 'classifier_subspace', got {settings.space!r}.")
-    if settings.icons == "directions":
-        def draw(_features: Any, targets: torch.Tensor, **_: Any) -> RenderResult:
-            return directions_as_icons(targets, input_shape)
-    elif settings.icons == "optimized":
-        draw = render_icons
-    else:
-        raise ValueError(f"icons must be 'optimized' or 'directions', got {settings.icons!r}.")
 
     start = time.perf_counter()
     say(f"atlas: laying out {len(acts)} activations of width {acts.shape[1]} (UMAP)")
-    layout = compute_layout(
-        acts.numpy(), grid_size=settings.grid_size, min_density=settings.min_density,
-        seed=settings.seed if settings.reproducible_layout else None,
-        reducer=reducer or REDUCERS[settings.reducer], whiten_mode=settings.whiten_mode if settings.whiten else None,
-        knn=resolve_knn(settings.knn, device), knn_device=device,
-    )
+    layout = layout_for(acts.numpy(), settings, reducer=reducer, device=device)
     seconds["layout"] = time.perf_counter() - start
-
-    render = dict(input_shape=input_shape, normalize=normalize, pad_value=pad_value, icon_size=settings.icon_size,
-                  steps=settings.steps, seed=settings.seed, device=device,
-                  objective=settings.objective if settings.whiten else "dot")
-    start = time.perf_counter()
     say(f"atlas: rendering {len(layout.cells)} icons" +
         (f", {settings.steps} steps, one batch" if settings.icons == "optimized" else " from their directions"))
-    icons = draw(features, torch.from_numpy(layout.whitened).float(), **render)
-    seconds["render_icons"] = time.perf_counter() - start
-
-    neuron_icons, neuron_indices = None, np.zeros(0, np.int64)
-    if settings.neurons > 0:
-        width = acts.shape[1]
-        indices, onehot = neuron_directions(width, min(settings.neurons, width), seed=settings.seed)
-        targets = whiten(onehot, torch.from_numpy(layout.matrix)) if settings.whiten and settings.whiten_neurons else onehot
-        start = time.perf_counter()
-        neuron_icons = draw(features, targets.float(), **render)
-        seconds["render_neurons"] = time.perf_counter() - start
-        neuron_indices = indices.numpy()
+    icons, neuron_icons, neuron_indices, render_seconds = draw_icons(
+        layout, features, settings, input_shape=input_shape, normalize=normalize, pad_value=pad_value,
+        images=images, device=device)
+    seconds.update(render_seconds)
 
     start = time.perf_counter()
     decode = settings.decode if settings.decode is not None else sorted(labels)
@@ -243,29 +249,66 @@ def build_atlas(
         metrics["atlas/icon_objective_mean"] = float(icons.objective.mean())
         metrics["atlas/icon_objective_raised"] = float((icons.objective > icons.initial_objective).float().mean())
     seconds["metrics"] = time.perf_counter() - start
-
     class_label = class_label or next(iter(labels), None)
+
+    judgement, exemplar_indices, exemplars = None, None, None
+    if images is not None and class_label is not None:
+        start = time.perf_counter()
+        judge = NearestNeighbourJudge(images, labels, k=settings.judge_neighbours, device=device)
+        judgement = judge_icons(
+            icons.icons, xy01=layout.xy01, cells=layout.cells, grid_size=layout.grid_size, labels=labels,
+            class_label=class_label, judge=judge, input_shape=input_shape, normalize=normalize, network=network,
+            features=features, activations=acts.numpy(), periods=label_periods, other_labels=few_valued(labels, class_label),
+            neuron_icons=None if neuron_icons is None else neuron_icons.icons, device=device, seed=settings.seed)
+        metrics.update(judgement.metrics)
+        exemplar_indices = nearest_examples(layout.directions, acts, min(settings.exemplars, len(acts)), device=device)
+        exemplars = images[torch.from_numpy(exemplar_indices)].numpy()
+        seconds["recognizability"] = time.perf_counter() - start
+
     class_values = labels[class_label] if class_label else np.zeros(len(acts), np.int64)
+    figures = atlas_figures(layout, labels, class_label, class_values, icons, neuron_icons, exemplars,
+                            class_names=class_names, title=title)
+    metrics.update({f"atlas/seconds/{name}": value for name, value in seconds.items()})
+    return AtlasResult(settings, layout, labels, icons, neuron_indices, neuron_icons, metrics, figures, seconds,
+                       judgement, exemplar_indices, exemplars)
+
+
+def few_valued(labels: Mapping[str, np.ndarray], class_label: str | None) -> list[str]:
+    """The labels other than ``class_label`` with 2 to :data:`MAX_COLOURED_VALUES` values (translated MNIST's shift)."""
+    return [name for name in sorted(labels)
+            if name != class_label and 2 <= len(np.unique(labels[name])) <= MAX_COLOURED_VALUES]
+
+
+def atlas_figures(layout: AtlasLayout, labels: Mapping[str, np.ndarray], class_label: str | None,
+                  class_values: np.ndarray, icons: RenderResult, neuron_icons: RenderResult | None,
+                  exemplars: np.ndarray | None, *, class_names: list[str] | None = None,
+                  title: str | None = None) -> dict[str, np.ndarray]:
+    """Every picture of an atlas, by file name (without ``.png``)."""
     canvas = atlas_canvas(icons.icons, layout.cells, layout.grid_size)
     figures = {
         "umap_histogram": class_histogram(layout.xy01, class_values, class_names=class_names,
                                           grid_size=layout.grid_size, title=title),
         "atlas": canvas,
     }
-    for name in sorted(labels):  # the layout coloured by each other attribute: translated MNIST's shift
-        values = labels[name]
-        if name != class_label and 2 <= len(np.unique(values)) <= MAX_COLOURED_VALUES:
-            # the shifts are cyclic, so a cyclic map draws Figure 2's annuli as closed colour rings
-            figures[f"umap_histogram_{name}"] = class_histogram(
-                layout.xy01, values, grid_size=layout.grid_size, cmap="twilight" if name == "shift" else None,
-                title=f"{title + ': ' if title else ''}coloured by {name}")
+    for name in few_valued(labels, class_label):  # the layout coloured by each other attribute: translated MNIST's shift
+        # the shifts are cyclic, so a cyclic map draws Figure 2's annuli as closed colour rings
+        figures[f"umap_histogram_{name}"] = class_histogram(
+            layout.xy01, labels[name], grid_size=layout.grid_size, cmap="twilight" if name == "shift" else None,
+            title=f"{title + ': ' if title else ''}coloured by {name}")
     if neuron_icons is not None:
-        figures["neurons"] = icon_grid(neuron_icons.icons, ncols=len(neuron_indices))
+        figures["neurons"] = icon_grid(neuron_icons.icons, ncols=len(neuron_icons.icons))
+    if exemplars is not None:
+        nearest = atlas_canvas(torch.from_numpy(exemplars[:, 0]).float() / 255.0, layout.cells, layout.grid_size)
+        if nearest.shape != canvas.shape:  # icons of another size than the images: compare at the icons' size
+            nearest = atlas_canvas(torch.nn.functional.interpolate(
+                torch.from_numpy(exemplars[:, 0]).float() / 255.0, size=tuple(icons.icons.shape[-2:]), mode="nearest"),
+                layout.cells, layout.grid_size)
+        figures["atlas_exemplars"] = side_by_side([canvas, nearest])
+        figures["cells"] = exemplar_strips(icons.icons, exemplars)
     figures["panel"] = atlas_panel(layout.xy01, class_values, canvas, class_names=class_names,
                                    neuron_icons=None if neuron_icons is None else neuron_icons.icons,
                                    grid_size=layout.grid_size, title=title)
-    metrics.update({f"atlas/seconds/{name}": value for name, value in seconds.items()})
-    return AtlasResult(settings, layout, labels, icons, neuron_indices, neuron_icons, metrics, figures, seconds)
+    return figures
 
 
 def pca_2d(activations: np.ndarray) -> np.ndarray:
@@ -276,45 +319,3 @@ def pca_2d(activations: np.ndarray) -> np.ndarray:
 
 
 REDUCERS: dict[str, Any] = {"umap": None, "pca": pca_2d}  # None: compute_layout's UMAP
-
-
-class LayerNotFoundError(ValueError):
-    """A layer name that the network does not have; the message lists the ones it has."""
-
-
-def layer_reader(net: nn.Module, layer: str = "features") -> Callable[[torch.Tensor], torch.Tensor]:
-    """A callable: normalized input -> activations ``[B, D]`` of ``layer``.
-
-    ``"features"``: the penultimate layer (post-ReLU), what the paper studies. ``"input"``: the
-    pixels themselves (Appendix A.2's control). Otherwise a module name of ``net.features`` such as
-    ``"features.3"`` (see ``net.features``'s ``named_modules``); a convolutional output is read at its
-    centre position (lucid's choice for rendering; the paper samples a random position when
-    collecting, which we do not).
-    """
-    if layer == "features":
-        return net.features
-    if layer == "input":
-        return _flatten
-    names = {f"features.{name}": module for name, module in net.features.named_modules() if name}
-    if layer not in names:
-        raise LayerNotFoundError(
-            f"layer {layer!r} does not exist; choose 'features' (penultimate), 'input' (pixels) or one of "
-            f"{sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in n.split('.')])}."
-        )
-    stop = list(dict(net.features.named_children())).index(layer.split(".")[1]) + 1
-    prefix = nn.Sequential(*list(net.features.children())[:stop]) if isinstance(net.features, nn.Sequential) else None
-    if prefix is None:
-        raise LayerNotFoundError(f"layer {layer!r}: only layers of a sequential feature stack can be read.")
-
-    def read(x: torch.Tensor) -> torch.Tensor:
-        out = prefix(x)
-        if out.ndim == 4:
-            out = out[:, :, out.shape[2] // 2, out.shape[3] // 2]
-        return out.flatten(1)
-
-    read.__self__ = net  # the renderer freezes the owning module
-    return read
-
-
-def _flatten(x: torch.Tensor) -> torch.Tensor:
-    return x.flatten(1)

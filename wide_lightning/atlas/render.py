@@ -24,8 +24,16 @@ import torch
 from torch import nn
 
 from wide_lightning.atlas.objective import OBJECTIVES, Objective, objective_terms
-from wide_lightning.atlas.parameterization import FFTImage, init_spectrum
-from wide_lightning.atlas.transforms import Resize, apply_transforms, lucid_transforms, min_icon_size, window_range
+from wide_lightning.atlas.parameterization import (
+    PARAMETERIZATIONS,
+    FFTImage,
+    ImageStatistics,
+    MacoImage,
+    Parameterization,
+    init_phase,
+    init_spectrum,
+)
+from wide_lightning.atlas.transforms import TRANSFORMS, Resize, apply_transforms, min_icon_size, window_range
 
 
 @dataclass
@@ -42,6 +50,7 @@ class RenderResult:
             step's random transforms (lucid's best-of-attempts criterion).
         transforms: the transform pipeline, as text (pad/jitter amounts depend on ``icon_size``).
         seconds: wall time of the optimization (evaluations included).
+        parameterization: ``fft`` or ``maco`` (``none`` for :func:`directions_as_icons`).
     """
 
     icons: torch.Tensor
@@ -54,6 +63,7 @@ class RenderResult:
     objective_mode: str
     transforms: tuple[str, ...]
     seconds: float
+    parameterization: str = "fft"
 
 
 def directions_as_icons(directions: torch.Tensor, input_shape: Sequence[int], clip: float = 0.01) -> RenderResult:
@@ -77,7 +87,8 @@ def directions_as_icons(directions: torch.Tensor, input_shape: Sequence[int], cl
     icons = torch.where(span > 0, scaled, torch.full_like(d, 0.5)).view(len(d), *shape)
     nan = torch.full((len(d),), float("nan"))
     return RenderResult(icons=icons, objective=nan, cosine=nan, initial_objective=nan, last_step_objective=nan,
-                        steps=0, icon_size=shape[-1], objective_mode="none", transforms=(), seconds=0.0)
+                        steps=0, icon_size=shape[-1], objective_mode="none", transforms=(), seconds=0.0,
+                        parameterization="none")
 
 
 def neuron_directions(width: int, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,6 +171,9 @@ def render_icons(
     device: str | torch.device | None = None,
     batch_size: int | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    parameterization: Parameterization = "fft",
+    image_statistics: ImageStatistics | None = None,
+    transforms: str = "lucid",
 ) -> RenderResult:
     """Optimize one icon per direction, all icons in one batch (spec sections 2.6-2.9, 4).
 
@@ -179,6 +193,12 @@ def render_icons(
         device: where to optimize; default where ``features``' module lives (else the CPU).
         batch_size: optimize at most this many icons at once (a memory fallback; default all).
         progress: called after every step as ``progress(step, total_steps, loss)``, counting over chunks.
+        parameterization: ``fft`` (lucid: a free spectrum, sigmoid) or ``maco`` (the training images'
+            amplitude spectrum, only the phase optimized; needs ``image_statistics`` at ``icon_size``).
+        image_statistics: :func:`~wide_lightning.atlas.parameterization.image_statistics` of the
+            training images, for ``maco``.
+        transforms: ``lucid`` (the notebook's list: the network sees a random window of the icon) or
+            ``whole`` (shape-preserving: the whole icon, shifted, scaled and turned a little).
 
     See :func:`render_kwargs` for taking ``input_shape``, ``normalize`` and ``pad_value`` from a DataModule.
     """
@@ -202,8 +222,14 @@ def render_icons(
         raise ValueError(f"lr must be positive, got {lr!r}.")
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}.")
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization must be one of {list(PARAMETERIZATIONS)}, got {parameterization!r}.")
     icon_size = height if icon_size is None else _check_int("icon_size", icon_size, 1)
-    transforms = lucid_transforms(icon_size, pad_value, output_size=(height, width))
+    if parameterization == "maco" and image_statistics is None:
+        raise ValueError("parameterization='maco' needs image_statistics (the training images' amplitude spectrum).")
+    if transforms not in TRANSFORMS:
+        raise ValueError(f"transforms must be one of {sorted(TRANSFORMS)}, got {transforms!r}.")
+    transforms = TRANSFORMS[transforms](icon_size, pad_value, output_size=(height, width))
     try:
         window_range(icon_size, transforms)
     except ValueError as err:
@@ -240,7 +266,13 @@ def render_icons(
                 )
             return objective_terms(acts, dirs, objective, cossim_pow)
 
-    spectrum0 = init_spectrum(count, channels, icon_size, torch.Generator().manual_seed(seed))
+    start_generator = torch.Generator().manual_seed(seed)
+    if parameterization == "fft":
+        initial = init_spectrum(count, channels, icon_size, start_generator)
+        make_image: Callable[[torch.Tensor], nn.Module] = FFTImage
+    else:
+        initial = init_phase(count, channels, icon_size, start_generator)
+        make_image = lambda phase: MacoImage(phase, image_statistics)  # noqa: E731
     outputs: dict[str, list[torch.Tensor]] = {k: [] for k in ("icons", "obj", "cos", "obj0", "last")}
     total_steps = steps * math.ceil(count / chunk)
     done = 0
@@ -248,10 +280,11 @@ def render_icons(
     with _Frozen(module):
         for first in range(0, count, chunk):
             dirs = directions[first : first + chunk]
-            image = FFTImage(spectrum0[first : first + chunk].to(run_device))
+            image = make_image(initial[first : first + chunk].to(run_device))
+            (parameter,) = image.parameters()
             with torch.no_grad():
                 obj0, _ = evaluate(image(), dirs)  # also checks the widths before any step
-            optimizer = torch.optim.Adam([image.spectrum], lr=lr)
+            optimizer = torch.optim.Adam([parameter], lr=lr)
             # Every chunk replays the same draws, so chunking does not change the result.
             draws = torch.Generator().manual_seed(seed + 1)
             last = obj0
@@ -259,8 +292,8 @@ def render_icons(
                 x = apply_transforms(image(), transforms, draws)
                 obj, _ = objective_terms(acts_of(x), dirs, objective, cossim_pow)
                 loss = -obj.sum()
-                (grad,) = torch.autograd.grad(loss, [image.spectrum])
-                image.spectrum.grad = grad
+                (grad,) = torch.autograd.grad(loss, [parameter])
+                parameter.grad = grad
                 optimizer.step()
                 last = obj.detach()
                 done += 1
@@ -283,6 +316,7 @@ def render_icons(
         objective_mode=objective,
         transforms=tuple(repr(t) for t in transforms),
         seconds=seconds,
+        parameterization=parameterization,
     )
 
 

@@ -235,6 +235,58 @@ def lucid_transforms(
     return transforms
 
 
+#: ``whole`` transforms: shifts of up to this share of the side, lucent's scales 0.9-1.1, turns of up to 10 degrees.
+WHOLE_SHIFT = 0.1
+WHOLE_SCALES: tuple[float, ...] = tuple(1 + k / 50 for k in range(-5, 6))
+WHOLE_ANGLES: tuple[int, ...] = tuple(range(-10, 11))
+
+
+class CenterFit:
+    """Centre crop, or centre pad with ``value``, back to ``size`` x ``size``: a rescaled image keeps its centre."""
+
+    def __init__(self, size: int, value: float) -> None:
+        self.size = int(size)
+        self.value = float(value)
+
+    def __call__(self, x: torch.Tensor, generator: Generator | None = None) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        grow_h, grow_w = max(self.size - height, 0), max(self.size - width, 0)
+        if grow_h or grow_w:
+            x = F.pad(x, (grow_w // 2, grow_w - grow_w // 2, grow_h // 2, grow_h - grow_h // 2), value=self.value)
+            height, width = x.shape[-2:]
+        top, left = (height - self.size) // 2, (width - self.size) // 2
+        return x[..., top:top + self.size, left:left + self.size]
+
+    def sizes(self, lo: int, hi: int) -> tuple[int, int]:
+        return self.size, self.size
+
+    def __repr__(self) -> str:
+        return f"CenterFit({self.size}, value={self.value:g})"
+
+
+def whole_icon_transforms(
+    icon_size: int, pad_value: float, output_size: tuple[int, int] | None = None
+) -> list[Any]:
+    """Shape-preserving transforms (atlas spec section 3, option B): the network sees the whole icon every step.
+
+    A shift of up to 10 % of the side (pad, then a random crop back to the icon's size), a scale
+    of 0.9-1.1 about the centre (lucent's ``standard_transforms``), a turn of up to 10 degrees, then
+    an optional resize to the network's input. lucid's list instead shows the network a random
+    40-64 % window of the icon, magnified to the input size, so an icon is optimized to look right
+    in parts, never whole, which is how it is shown and judged.
+    """
+    shift = max(1, round(WHOLE_SHIFT * icon_size))
+    transforms: list[Any] = [Pad(shift, pad_value), Jitter(2 * shift), RandomScale(WHOLE_SCALES),
+                             CenterFit(icon_size, pad_value), RandomRotate(WHOLE_ANGLES)]
+    if output_size is not None:
+        transforms.append(Resize(output_size))
+    return transforms
+
+
+#: The transform lists by name (``render_icons(transforms=...)``).
+TRANSFORMS = {"lucid": lucid_transforms, "whole": whole_icon_transforms}
+
+
 def apply_transforms(x: torch.Tensor, transforms: Sequence[Any], generator: Generator | None = None) -> torch.Tensor:
     for transform in transforms:
         x = transform(x, generator)

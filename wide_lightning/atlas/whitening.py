@@ -30,12 +30,20 @@ def second_moment(activations: Any, chunk: int = 8192) -> np.ndarray:
     return m / len(a)
 
 
-def whitening_matrix(activations: Any, mode: WhitenMode = "regularized") -> Whitening:
+#: The regularized inverse's ridge, as a multiple of M's mean eigenvalue ``trace(M) / C``: the atlas
+#: spec's choice (section 2.2), just enough to make ``inv`` finite with dead units.
+SPEC_RIDGE = 1e-6
+
+
+def whitening_matrix(activations: Any, mode: WhitenMode = "regularized", ridge: float = SPEC_RIDGE) -> Whitening:
     """Lucid's whitening ``S = inv(A^T A / N)`` (uncentered second moment, float64; spec 2.2).
 
     Modes:
-        ``"regularized"`` (default): ``inv(M + lam I)``, ``lam = 1e-6 * trace(M) / C``; finite with dead
-            units (all-zero columns) and with width close to N.
+        ``"regularized"`` (default): ``inv(M + lam I)``, ``lam = ridge * trace(M) / C``; finite with dead
+            units (all-zero columns) and with width close to N. The spec's ``ridge=1e-6`` leaves
+            ``S`` amplifying the near-null directions of ``M`` up to a million times more than its
+            mean direction; a ridge near 1 keeps only the whitening of the dominant directions
+            (``docs/atlas.md`` measures what that does to the icons).
         ``"pinv"``: ``pinv(M, hermitian=True)``; dead units get zero rows/columns.
         ``"exact"``: plain ``inv(M)`` as lucid (raises if M is numerically singular).
 
@@ -45,6 +53,8 @@ def whitening_matrix(activations: Any, mode: WhitenMode = "regularized") -> Whit
     """
     if mode not in ("regularized", "pinv", "exact"):
         raise ValueError(f"mode must be 'regularized', 'pinv' or 'exact', got {mode!r}.")
+    if not ridge > 0 or not np.isfinite(ridge):
+        raise ValueError(f"ridge must be a positive multiple of the mean eigenvalue (e.g. 1e-6 or 1.0), got {ridge!r}.")
     m = second_moment(activations)
     c = m.shape[0]
     eig = np.linalg.eigvalsh(m)
@@ -53,10 +63,10 @@ def whitening_matrix(activations: Any, mode: WhitenMode = "regularized") -> Whit
         raise ValueError("all activations are zero: the second-moment matrix is 0 and cannot be whitened.")
     tol = top * c * np.finfo(np.float64).eps
     condition = float(top / eig[0]) if eig[0] > tol else float("inf")
-    ridge = 0.0
+    lam = 0.0
     if mode == "regularized":
-        ridge = 1e-6 * float(np.trace(m)) / c
-        s = np.linalg.inv(m + ridge * np.eye(c))
+        lam = ridge * float(np.trace(m)) / c
+        s = np.linalg.inv(m + lam * np.eye(c))
     elif mode == "pinv":
         s = np.linalg.pinv(m, hermitian=True)
     else:
@@ -68,7 +78,7 @@ def whitening_matrix(activations: Any, mode: WhitenMode = "regularized") -> Whit
             )
         s = np.linalg.inv(m)
     s = (s + s.T) / 2  # exactly symmetric
-    return Whitening(s.astype(np.float32), condition, ridge)
+    return Whitening(s.astype(np.float32), condition, lam)
 
 
 def whiten(directions: Any, matrix: Any) -> Any:

@@ -63,7 +63,7 @@ def md5_of(path: Path, chunk: int = 1 << 20) -> str:
 def missing_files_error(dataset: str, directory: Path, files: Sequence[str], how: str) -> DatasetFileError:
     return DatasetFileError(
         f"{dataset}: missing {', '.join(files)} in {directory.resolve()}. {how} "
-        f"Point the loader at the folder that holds them with --data.init_args.data_dir=DIR "
+        f"Point the loader at the folder that holds them with --data.data_dir=DIR "
         f"or the environment variable {DATA_ENV}=DIR."
     )
 
@@ -142,6 +142,8 @@ class ImageDataModule(LightningDataModule, ABC):
     std: tuple[float, ...]
     #: The label that ``target`` selects when not given.
     targets: tuple[str, ...] = ("label",)
+    #: Cyclic labels and their period (translated MNIST's shift wraps around after 28), for atlas numbers.
+    label_periods: dict[str, int] = {}
 
     def __init__(
         self,
@@ -212,6 +214,11 @@ class ImageDataModule(LightningDataModule, ABC):
         self.process_batch_size  # refuse a batch size the processes cannot share, before any loading
         if self._splits:
             return
+        if self.data_dir.is_file():
+            raise DatasetFileError(
+                f"{self.name}: data_dir {self.data_dir.resolve()} is a file, not a folder. Point "
+                f"--data.data_dir=DIR or the environment variable {DATA_ENV}=DIR at the folder that holds the dataset."
+            )
         train = LabelledImages(*self.load_split("train"), target=self.target)
         test = LabelledImages(*self.load_split("test"), target=self.target)
         self._check_shape(train)

@@ -81,8 +81,8 @@ def load_mnist_split(data_dir: Path, split: str, check_md5: bool = True) -> tupl
     raw_dir = data_dir / "MNIST" / "raw"
     names = _FILES[split]
     paths = [_find(raw_dir, name) for name in names]
-    missing = [f"{name}[.gz]" for name, path in zip(names, paths) if path is None]
-    if missing:
+    if any(path is None for path in paths):  # name every missing file of both splits, not just this one's
+        missing = [f"{name}[.gz]" for part in _FILES.values() for name in part if _find(raw_dir, name) is None]
         raise missing_files_error("MNIST", raw_dir, missing, _HOW)
     images = read_idx(paths[0], check_md5)
     labels = read_idx(paths[1], check_md5)
@@ -173,6 +173,7 @@ class TranslatedMNIST(ImageDataModule):
     mean = MNIST.mean
     std = MNIST.std
     targets = ("shift", "digit")
+    label_periods = {"shift": 28}
 
     def __init__(
         self,

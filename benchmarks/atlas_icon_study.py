@@ -1,0 +1,215 @@
+"""Which rendering of the atlas icons shows what the paper describes? Every variant, measured, in one table.
+
+For each trained checkpoint the activations of the whole training split are collected and laid out
+with UMAP **once**; every variant then re-draws the same cells (whitening, objective and its cosine
+power, icon size, image parameterization) and is judged by ``wide_lightning.atlas.recognizability``:
+
+* ``net``: the share of icons the atlas's own network assigns to its cell's majority label;
+* ``judge``: the same for the independent judge (a vote of the 10 nearest training images, pixels);
+* ``mean`` / ``bright``: the icons' mean intensity and share of pixels > 0.5 (the data's in the header);
+* ``nn ratio``: distance to the nearest training image / the typical one between training images;
+* ``shift err``: for translated MNIST, the cyclic distance between the shift that a linear read-out
+  of the hidden state gives each icon and its cell's circular-mean shift (chance: cells shuffled);
+* ``neuron conf`` / ``neuron nn``: the judge's confidence on the neuron icons and their distance ratio;
+* ``seconds``: rendering the cells and the neurons.
+
+    python benchmarks/atlas_icon_study.py --checkpoint mnist_n2048=runs/.../last.ckpt --data-dir ../shared/datasets
+    python benchmarks/atlas_icon_study.py --checkpoint a=X.ckpt --variants "lucid_notebook; recognizable" --steps 64
+
+Each variant's atlas canvas is written to ``--out`` (``<network>/<variant>.png``), with one panel
+per network of a chosen few variants side by side (``<network>_panel.png``), and every row to
+``study.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from wide_lightning.atlas.collect import collect_activations
+from wide_lightning.atlas.command import datamodule_from_checkpoint
+from wide_lightning.atlas.figures import atlas_canvas, figure_to_array, save_png
+from wide_lightning.atlas.pipeline import draw_icons, few_valued, layout_for
+from wide_lightning.atlas.recognizability import NearestNeighbourJudge, judge_icons
+from wide_lightning.atlas.render import render_kwargs
+from wide_lightning.atlas.settings import AtlasSettings
+from wide_lightning.tasks.probe import load_backbone_task
+
+#: name -> (preset, overrides). One factor at a time around the two presets.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "lucid_notebook": ("lucid_notebook", {}),
+    "lucid_notebook, icon 80": ("lucid_notebook", {"icon_size": 80}),
+    "lucid_notebook, maco": ("lucid_notebook", {"parameterization": "maco"}),
+    "lucid_notebook, ridge 1e-2": ("lucid_notebook", {"whiten_ridge": 1e-2}),
+    "lucid_notebook, ridge 1": ("lucid_notebook", {"whiten_ridge": 1.0}),
+    "lucid_notebook, unwhitened": ("lucid_notebook", {"whiten": False}),
+    "dot, unwhitened": ("lucid_notebook", {"whiten": False, "objective": "dot"}),
+    "true_cosine, ridge 1e-6": ("lucid_notebook", {"objective": "true_cosine"}),
+    "true_cosine, ridge 1e-4": ("lucid_notebook", {"objective": "true_cosine", "whiten_ridge": 1e-4}),
+    "true_cosine, ridge 1e-2": ("lucid_notebook", {"objective": "true_cosine", "whiten_ridge": 1e-2}),
+    "true_cosine, ridge 0.1": ("lucid_notebook", {"objective": "true_cosine", "whiten_ridge": 0.1}),
+    "true_cosine, ridge 1": ("lucid_notebook", {"objective": "true_cosine", "whiten_ridge": 1.0}),
+    "true_cosine, unwhitened": ("lucid_notebook", {"objective": "true_cosine", "whiten": False}),
+    "true_cosine, unwhitened, pow 1": ("lucid_notebook", {"objective": "true_cosine", "whiten": False, "cossim_pow": 1.0}),
+    "true_cosine, unwhitened, pow 8": ("lucid_notebook", {"objective": "true_cosine", "whiten": False, "cossim_pow": 8.0}),
+    "true_cosine, unwhitened, icon 80": ("lucid_notebook", {"objective": "true_cosine", "whiten": False, "icon_size": 80}),
+    "true_cosine, unwhitened, maco": ("lucid_notebook", {"objective": "true_cosine", "whiten": False,
+                                                         "parameterization": "maco"}),
+    "true_cosine, unwhitened, maco, lr 0.2": ("lucid_notebook", {"objective": "true_cosine", "whiten": False,
+                                                                 "parameterization": "maco", "lr": 0.2}),
+    "lucid_notebook, whole": ("lucid_notebook", {"transforms": "whole"}),
+    "true_cosine, unwhitened, whole": ("lucid_notebook", {"objective": "true_cosine", "whiten": False,
+                                                          "transforms": "whole"}),
+    "true_cosine, unwhitened, whole, maco": ("lucid_notebook", {"objective": "true_cosine", "whiten": False,
+                                                                "transforms": "whole", "parameterization": "maco"}),
+    "recognizable": ("recognizable", {}),
+}
+#: what ``--variants all`` runs: every variant but the default preset, which is one of them
+ALL = [name for name in VARIANTS if name != "recognizable"]
+#: the variants drawn side by side in each network's panel
+PANEL = ("lucid_notebook", "true_cosine, ridge 1e-2", "true_cosine, ridge 1", "true_cosine, unwhitened",
+         "true_cosine, unwhitened, maco", "true_cosine, unwhitened, whole")
+COLUMNS = ("network", "variant", "net", "judge", "mean", "bright", "nn ratio", "shift err (chance)",
+           "shift judge err (chance)", "neuron conf", "neuron nn", "cos", "seconds")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH",
+                        help="a trained base checkpoint, named (repeat for several networks)")
+    parser.add_argument("--data-dir", default=None, help="where the dataset's files are (default: as recorded)")
+    parser.add_argument("--variants", default="all", help=f"names separated by ';', or 'all': {'; '.join(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=512)
+    parser.add_argument("--neurons", type=int, default=10)
+    parser.add_argument("--max-points", type=int, default=None, help="lay out a seeded subset (quick looks)")
+    parser.add_argument("--out", default="runs/atlas_icon_study")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
+def with_chance(metrics: dict, key: str) -> str:
+    if key not in metrics:
+        return "-"
+    return f"{metrics[key]:.2f} ({metrics[key + '_chance']:.2f})"
+
+
+def canvas_path(folder: Path, variant: str) -> Path:
+    return folder / f"{variant.replace(', ', '_').replace(' ', '')}.png"
+
+
+def study_panel(canvases: dict[str, np.ndarray], title: str) -> np.ndarray:
+    """The canvases of a few variants in one row, each titled with its name."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.2 * len(canvases), 3.6), dpi=110)
+    FigureCanvasAgg(figure)
+    for k, (name, canvas) in enumerate(canvases.items()):
+        ax = figure.add_subplot(1, len(canvases), k + 1)
+        ax.imshow(np.clip(canvas, 0, 1), interpolation="lanczos" if canvas.shape[0] > 600 else "nearest")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    figure.suptitle(title, fontsize=10)
+    return figure_to_array(figure)
+
+
+def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants: list[str], writer) -> None:
+    device = torch.device(args.device)
+    task = load_backbone_task(checkpoint).to(device)
+    datamodule = datamodule_from_checkpoint(checkpoint, args.data_dir)
+    dataset = datamodule.dataset("train")
+    if args.max_points and args.max_points < len(dataset):
+        dataset = dataset.subset(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))
+                                 [: args.max_points].sort().values)
+    started = time.perf_counter()
+    acts = collect_activations(task.net.features, dataset, lambda x: datamodule.batch_transform(x, train=False),
+                               device=device)
+    labels = {k: v.numpy() for k, v in acts.labels.items()}
+    activations = acts.activations.numpy()
+    base = AtlasSettings.from_preset("lucid_notebook", seed=args.seed)
+    cached = Path(args.out) / f"{name}_layout.npy"  # the seeded UMAP layout, kept for reruns of the study
+    if cached.is_file() and len(xy := np.load(cached)) == len(activations):
+        print(f"# {name}: UMAP layout from {cached}")
+    else:
+        xy = layout_for(activations, base, device=device).xy  # UMAP once; every variant re-grids this layout
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cached, xy)
+    judge = NearestNeighbourJudge(dataset.images, labels, k=base.judge_neighbours)
+    print(f"# {name}: {checkpoint}; {len(activations)} activations of width {activations.shape[1]}; "
+          f"collect + UMAP {time.perf_counter() - started:.0f} s", flush=True)
+    folder = Path(args.out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for variant in variants:
+        preset, overrides = VARIANTS[variant]
+        settings = AtlasSettings.from_preset(preset, steps=args.steps, neurons=args.neurons, seed=args.seed, **overrides)
+        layout = layout_for(activations, settings, xy=xy)
+        icons, neurons, _, seconds = draw_icons(layout, task.net.features, settings, **render_kwargs(datamodule),
+                                                images=dataset.images, device=device)
+        judged = judge_icons(
+            icons.icons, xy01=layout.xy01, cells=layout.cells, grid_size=layout.grid_size, labels=labels,
+            class_label=datamodule.target, judge=judge, input_shape=datamodule.input_shape,
+            normalize=datamodule.normalize, network=task.net, features=task.net.features, activations=activations,
+            periods=datamodule.label_periods, other_labels=few_valued(labels, datamodule.target),
+            neuron_icons=None if neurons is None else neurons.icons, device=device, seed=args.seed)
+        m = judged.metrics
+        save_png(atlas_canvas(icons.icons, layout.cells, layout.grid_size), canvas_path(folder, variant))
+        row = {
+            "network": name, "variant": variant,
+            "net": fmt(m.get("atlas/icons/network_agreement")), "judge": fmt(m["atlas/icons/judge_agreement"]),
+            "mean": fmt(m["atlas/icons/mean_intensity"]), "bright": fmt(m["atlas/icons/bright_share"]),
+            "nn ratio": fmt(m["atlas/icons/nearest_image_distance_ratio"]),
+            "shift err (chance)": with_chance(m, "atlas/icons/shift/readout_error"),
+            "shift judge err (chance)": with_chance(m, "atlas/icons/shift/judge_error"),
+            "neuron conf": fmt(m.get("atlas/neurons/judge_confidence")),
+            "neuron nn": fmt(m.get("atlas/neurons/nearest_image_distance_ratio")),
+            "cos": fmt(float(icons.cosine.mean())), "seconds": f"{sum(seconds.values()):.0f}",
+        }
+        writer.writerow(row)
+        print("| " + " | ".join(row[c] for c in COLUMNS) + " |", flush=True)
+    print(f"# {name}: data mean intensity {m['atlas/data/mean_intensity']:.3f}, bright share "
+          f"{m['atlas/data/bright_share']:.3f}, typical nearest-image distance {m['atlas/data/nearest_image_distance']:.2f}",
+          flush=True)
+    chosen = {k: np.asarray(Image.open(canvas_path(folder, k)).convert("RGB")) / 255.0
+              for k in PANEL if canvas_path(folder, k).is_file()}  # this run's canvases and earlier runs'
+    if chosen:
+        save_png(study_panel(chosen, f"{name}: {len(layout.cells)} cells"), Path(args.out) / f"{name}_panel.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    variants = ALL if args.variants == "all" else [v.strip() for v in args.variants.split(";")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    print(f"# atlas icon study: {platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"device {args.device}, {args.steps} steps")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    table = Path(args.out) / "study.csv"
+    new = not table.is_file()
+    with open(table, "a", newline="") as handle:  # a later call with other variants adds its rows
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        for spec in args.checkpoint:
+            name, _, path = spec.partition("=")
+            study_network(name, path, args, variants, writer)
+            handle.flush()
+
+
+if __name__ == "__main__":
+    main()
