@@ -38,7 +38,7 @@ def test_lr_rule_one_over_width():
     assert resolve_lr(0.0129, 64) == 0.0129
     model = ConvClassifier(num_classes=10, input_shape=(3, 32, 32), width=64, conv_channels=4, lr="1/width")
     assert model.configure_optimizers().param_groups[0]["lr"] == pytest.approx(1 / 64)
-    with pytest.raises(ValueError, match="lr must be a positive number or '1/width', got -1"):
+    with pytest.raises(ValueError, match="lr must be a positive finite number or '1/width', got -1"):
         ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, lr=-1)
 
 

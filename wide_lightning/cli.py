@@ -13,6 +13,7 @@ newest ``last*.ckpt`` of that run and resumes it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 import wide_lightning.data  # noqa: F401  (so YAML may name classes by their short names)
 import wide_lightning.tasks  # noqa: F401
+from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.checkpointing import BestAndLastCheckpoint
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.loggers import PrefixedLogger, RunConfigSaver, unused_path
@@ -69,7 +71,7 @@ def check_devices(accelerator: Any, devices: Any) -> None:
     if not isinstance(accelerator, str) or accelerator not in ("gpu", "cuda", "auto"):
         return
     if not torch.cuda.is_available():
-        if accelerator != "auto" and devices not in ("auto", 0, "0"):
+        if accelerator != "auto":
             raise ValueError(f"--trainer.accelerator={accelerator} but this machine has no CUDA device; "
                              f"use --trainer.accelerator=cpu (or auto).")
         return
@@ -137,8 +139,9 @@ class WideLightningCLI(LightningCLI):
                 for record in self._member_summaries(summary):
                     self._write_summary(record)
                     summary.setdefault("summary_files", []).append(record["summary_file"])
-                self._report(summary)
             self._finish_wandb_run(summary)
+            if trainer.is_global_zero:  # last, after W&B's own closing lines, so that it stays on screen
+                self._report(summary)
 
     # -- transfer ---------------------------------------------------------------------------------
 
@@ -258,6 +261,8 @@ class WideLightningCLI(LightningCLI):
             probe = summary["probe"]
             lines.append(f"probe ({probe['target']}): best test accuracy {probe.get('test/acc_best', float('nan')):.4f}, "
                          f"checkpoint {probe['checkpoint']}")
+        atlases = [c.directory for c in self.trainer.callbacks if isinstance(c, ActivationAtlas) and c.directory]
+        lines += [f"atlas: {directory}" for directory in atlases]
         wandb_facts = summary.get("wandb")
         if wandb_facts:
             lines.append(f"W&B run: {wandb_facts['url'] or 'offline; upload with `wandb sync ' + wandb_facts['dir'] + '`'}")
@@ -284,7 +289,35 @@ class WideLightningCLI(LightningCLI):
                     wandb.finish(exit_code=0 if summary.get("status") == "finished" else 1)
 
 
+def description() -> str:
+    """``wide-lightning --help``: what the tool is, the paper's configs, and the other two commands."""
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    listed = sorted(str(p.relative_to(configs.parent)) for p in configs.glob("*/*.yaml")) if configs.is_dir() else []
+    return "\n".join([
+        "Train the networks of 'Wider Networks Learn Better Features' (Gilboa & Gur-Ari) and look inside them.",
+        "",
+        "  wide-lightning fit --config configs/mnist/conv_n2048.yaml [--model.width=64 ...]",
+        "",
+        "The paper's runs, one config each" + (":" if listed else " (configs/ in the repository)."),
+        *[f"  {name}" for name in listed],
+        "",
+        "Also: wide-lightning-atlas --checkpoint CKPT (the activation atlas of a trained network) and",
+        "wide-lightning-report --runs DIR (Figure 4 from finished runs). `wide-lightning fit --help` lists",
+        "every option; options are spelt out in full.",
+    ])
+
+
 def build_cli(args: ArgsType = None, run: bool = True, **kwargs: Any) -> WideLightningCLI:
+    """The CLI; a parse error raises ``argparse.ArgumentError`` (``main`` turns it into a short message)."""
+    from jsonargparse import DefaultHelpFormatter
+
+    class KeepLines(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+        """The description's lines as written (the configs one per line)."""
+
+    strict = {"exit_on_error": False, "allow_abbrev": False}
+    parser_kwargs = {**strict, "description": description(), "formatter_class": KeepLines, "prog": "wide-lightning",
+                     **{name: dict(strict) for name in LightningCLI.subcommands()}}
+    parser_kwargs.update(kwargs.pop("parser_kwargs", {}))
     return WideLightningCLI(
         ClassificationTask,
         ImageDataModule,
@@ -296,12 +329,24 @@ def build_cli(args: ArgsType = None, run: bool = True, **kwargs: Any) -> WideLig
         auto_configure_optimizers=False,
         args=args,
         run=run,
+        parser_kwargs=parser_kwargs,
         **kwargs,
     )
 
 
 def main(args: ArgsType = None) -> None:
-    build_cli(args)
+    """``wide-lightning``: the CLI, with short errors for what a person got wrong (``errors.py``)."""
+    from wide_lightning.console import quiet_library_noise
+    from wide_lightning.errors import run_for_people
+
+    quiet_library_noise()
+
+    def run(argv: list[str]) -> None:
+        # the resolved config without the logger's dozens of unset (null) arguments
+        argv = ["--print_config=skip_null" if a == "--print_config" else a for a in argv]
+        build_cli(argv)
+
+    run_for_people(run, args, "wide-lightning")
 
 
 if __name__ == "__main__":

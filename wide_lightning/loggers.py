@@ -61,6 +61,8 @@ class WandbLogger(LightningWandbLogger):
             Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(name=name, save_dir=save_dir or ".", project=project, offline=offline,
                          log_model=log_model, id=id, **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # W&B warns that the setting does nothing, even for None
+            self._wandb_init.pop("anonymous", None)
 
 
 def unused_path(path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -26,8 +27,8 @@ def resolve_lr(lr: LearningRate, width: int) -> float:
     """A number, or ``"1/width"`` for the paper's CIFAR-10 rule lr = 1/n (Appendix B.2)."""
     if lr == "1/width":
         return 1.0 / width
-    if isinstance(lr, str) or not lr > 0:
-        raise ValueError(f"lr must be a positive number or '1/width', got {lr!r}.")
+    if isinstance(lr, str) or not 0 < lr < float("inf"):
+        raise ValueError(f"lr must be a positive finite number or '1/width', got {lr!r}.")
     return float(lr)
 
 
@@ -165,7 +166,9 @@ class ClassificationTask(LightningModule):
         if datamodule is not None:  # lets `wide-lightning-atlas` rebuild the data from the checkpoint alone
             dm_cls = type(datamodule)
             marker["datamodule"] = {"class_path": f"{dm_cls.__module__}.{dm_cls.__qualname__}",
-                                    "init_args": init_arguments(datamodule)}
+                                    "init_args": init_arguments(datamodule),
+                                    # where the files were, however they were found (flag, variable, ./data)
+                                    "data_dir": str(Path(datamodule.data_dir).resolve())}
         checkpoint[CHECKPOINT_KEY] = marker
 
     def on_fit_start(self) -> None:

@@ -34,17 +34,23 @@ def load_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def load_backbone_task(path: str | Path) -> ClassificationTask:
-    """The base-training task saved in ``path`` (a ConvClassifier or MLPClassifier), in eval mode on the CPU."""
-    marker = load_checkpoint_dict(path)[CHECKPOINT_KEY]
+def load_backbone_task(path: str | Path, purpose: str = "a linear probe") -> ClassificationTask:
+    """The base-training task saved in ``path`` (a ConvClassifier or MLPClassifier), in eval mode on the CPU.
+
+    ``purpose`` names what needs it in the error for a checkpoint of another kind.
+    """
+    checkpoint = load_checkpoint_dict(path)
+    marker = checkpoint[CHECKPOINT_KEY]
     module_name, _, class_name = marker["task"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if cls is None or not issubclass(cls, ClassificationTask):
         raise CheckpointKindError(f"{path} names task {marker['task']!r}, which wide_lightning does not know.")
     if not marker.get("is_backbone", False):
+        backbone = (checkpoint.get("hyper_parameters") or {}).get("backbone_checkpoint")
+        hint = f" Its frozen backbone is {backbone}: use that." if backbone else ""
         raise CheckpointKindError(
-            f"{path} is a {class_name} checkpoint; a linear probe needs a base-training checkpoint "
-            f"(ConvClassifier or MLPClassifier)."
+            f"{path} is a {class_name} checkpoint; {purpose} needs a base-training checkpoint "
+            f"(ConvClassifier or MLPClassifier), such as runs/<dataset>/<config>/checkpoints/last.ckpt.{hint}"
         )
     task = cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     return task.eval()
