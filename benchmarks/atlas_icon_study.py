@@ -70,12 +70,21 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "true_cosine, unwhitened, whole, maco": ("lucid_notebook", {"objective": "true_cosine", "whiten": False,
                                                                 "transforms": "whole", "parameterization": "maco"}),
     "recognizable": ("recognizable", {}),
+    "recognizable, ridge 1": ("recognizable", {"whiten": True, "whiten_ridge": 1.0}),
+    "recognizable, lucid_notebook objective": ("recognizable", {"objective": "lucid_notebook"}),
+    "recognizable, pow 1": ("recognizable", {"cossim_pow": 1.0}),
+    "recognizable, icon 80": ("recognizable", {"icon_size": 80}),
 }
+#: one factor at a time around the default preset, and the variants the other networks repeat
+AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]
+CORE = ["lucid_notebook", "lucid_notebook, whole", "true_cosine, ridge 1", "true_cosine, unwhitened",
+        "true_cosine, unwhitened, maco", "true_cosine, unwhitened, whole", "recognizable"]
 #: what ``--variants all`` runs: every variant but the default preset, which is one of them
-ALL = [name for name in VARIANTS if name != "recognizable"]
+ALL = [name for name in VARIANTS if not name.startswith("recognizable")]
+GROUPS = {"all": ALL, "core": CORE, "around_default": AROUND_DEFAULT}
 #: the variants drawn side by side in each network's panel
-PANEL = ("lucid_notebook", "true_cosine, ridge 1e-2", "true_cosine, ridge 1", "true_cosine, unwhitened",
-         "true_cosine, unwhitened, maco", "true_cosine, unwhitened, whole")
+PANEL = ("lucid_notebook", "true_cosine, ridge 1", "true_cosine, unwhitened", "true_cosine, unwhitened, whole",
+         "recognizable")
 COLUMNS = ("network", "variant", "net", "judge", "mean", "bright", "nn ratio", "shift err (chance)",
            "shift judge err (chance)", "neuron conf", "neuron nn", "cos", "seconds")
 
@@ -85,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH",
                         help="a trained base checkpoint, named (repeat for several networks)")
     parser.add_argument("--data-dir", default=None, help="where the dataset's files are (default: as recorded)")
-    parser.add_argument("--variants", default="all", help=f"names separated by ';', or 'all': {'; '.join(VARIANTS)}")
+    parser.add_argument("--variants", default="all", help=f"names separated by ';', or a group ({', '.join(GROUPS)}): {'; '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=512)
     parser.add_argument("--neurons", type=int, default=10)
     parser.add_argument("--max-points", type=int, default=None, help="lay out a seeded subset (quick looks)")
@@ -190,7 +199,7 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    variants = ALL if args.variants == "all" else [v.strip() for v in args.variants.split(";")]
+    variants = GROUPS.get(args.variants) or [v.strip() for v in args.variants.split(";")]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")

@@ -38,6 +38,10 @@ def trained(mnist, tmp_path, request):
     return model, path
 
 
+def train_images(dm):
+    return dm.dataset("train").images
+
+
 def collect(model, dm, layer="features"):
     read = layer_reader(model.net, layer)
     return read, collect_activations(read, dm.dataset("train"), lambda x: dm.batch_transform(x, train=False))
@@ -47,22 +51,25 @@ def test_build_atlas_produces_every_figure_and_number(trained, mnist, tmp_path):
     model, _ = trained
     read, acts = collect(model, mnist)
     result = build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0,
-                         settings=TINY, head_weight=model.net.head.weight)
+                         settings=TINY, head_weight=model.net.head.weight, images=train_images(mnist),
+                         network=model.net)
     k = len(result.layout.cells)
     assert 0 < k <= 16 and result.icons.icons.shape == (k, 1, 28, 28)
     assert result.icons.icons.min() >= 0 and result.icons.icons.max() <= 1
     assert result.neuron_icons.icons.shape == (3, 1, 28, 28) and len(result.neuron_indices) == 3
-    assert set(result.figures) == {"umap_histogram", "atlas", "neurons", "panel"}
+    assert set(result.figures) == {"umap_histogram", "atlas", "neurons", "panel", "atlas_exemplars", "cells"}
     assert result.figures["atlas"].shape == (4 * 28, 4 * 28, 3)
     for key in ("atlas/participation_ratio", "atlas/active_units", "atlas/decode/digit/layout_knn",
-                "atlas/classifier_subspace_energy", "atlas/seconds/render_icons"):
+                "atlas/classifier_subspace_energy", "atlas/seconds/render_icons", "atlas/icons/network_agreement",
+                "atlas/icons/judge_agreement", "atlas/icons/mean_intensity"):
         assert np.isfinite(result.metrics[key]), key
     # that optimization raises each icon's objective is tested in tests/test_atlas_render.py
     assert 0.0 <= result.metrics["atlas/icon_objective_raised"] <= 1.0
     first = result.save(tmp_path / "atlas")
     second = result.save(tmp_path / "atlas")  # never overwrites an earlier atlas
     assert first != second and second.name == "atlas-v1"
-    for name in ("panel.png", "atlas.png", "umap_histogram.png", "neurons.png", "atlas.npz", "settings.txt"):
+    for name in ("panel.png", "atlas.png", "umap_histogram.png", "neurons.png", "atlas_exemplars.png", "cells.png",
+                 "atlas.npz", "settings.txt"):
         assert (first / name).is_file(), name
     saved = np.load(first / "atlas.npz")
     assert saved["icons"].shape == (k, 1, 28, 28) and saved["counts"].min() > TINY.min_density
@@ -78,8 +85,9 @@ def test_the_layout_is_also_coloured_by_each_attribute_with_few_values(trained, 
     acts.labels["source"] = torch.arange(n)
     settings = AtlasSettings(**{**TINY.__dict__, "neurons": 0})
     result = build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0,
-                         settings=settings, class_label="digit")
-    assert set(result.figures) == {"umap_histogram", "umap_histogram_shift", "atlas", "panel"}
+                         settings=settings, class_label="digit", images=train_images(mnist))
+    assert set(result.figures) == {"umap_histogram", "umap_histogram_shift", "atlas", "panel", "atlas_exemplars", "cells"}
+    assert "atlas/icons/shift/readout_agreement" in result.metrics  # not cyclic here: no label_periods given
     shift = result.figures["umap_histogram_shift"]
     assert shift.ndim == 3 and shift.shape[2] == 3 and min(shift.shape[:2]) > 200  # 28 values: a colour bar
     assert (result.save(tmp_path / "atlas") / "umap_histogram_shift.png").is_file()
@@ -90,12 +98,24 @@ def test_classifier_subspace_atlas_lives_in_the_head_row_span(trained, mnist):
     read, acts = collect(model, mnist)
     settings = AtlasSettings(**{**TINY.__dict__, "space": "classifier_subspace", "neurons": 0})
     result = build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0,
-                         settings=settings, head_weight=model.net.head.weight)
+                         settings=settings, head_weight=model.net.head.weight, images=train_images(mnist))
     w = model.net.head.weight.detach().numpy()
     residual = result.layout.directions - result.layout.directions @ np.linalg.pinv(w) @ w
     assert np.abs(residual).max() < 1e-4
     with pytest.raises(ValueError, match="needs the head's weights"):
-        build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=settings)
+        build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=settings,
+                    images=train_images(mnist))
+
+
+def test_the_default_icons_need_the_training_images(trained, mnist):
+    model, _ = trained
+    read, acts = collect(model, mnist)
+    with pytest.raises(ValueError, match="maco.* needs the training images"):
+        build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=TINY)
+    lucid = AtlasSettings.from_preset("lucid_notebook", **{k: getattr(TINY, k) for k in
+                                                           ("grid_size", "min_density", "steps", "reducer", "max_points")})
+    assert build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0,
+                       settings=lucid).judgement is None  # fft icons need no images; without them, no judge
 
 
 def test_layer_reader_names_and_errors(trained):
@@ -113,7 +133,8 @@ def test_grid_too_large_for_the_data_is_a_clear_error(trained, mnist):
     read, acts = collect(model, mnist)
     settings = AtlasSettings(**{**TINY.__dict__, "grid_size": 60, "min_density": 300})  # 600 points
     with pytest.raises(ValueError, match="min_density"):
-        build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=settings)
+        build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=settings,
+                    images=train_images(mnist))
 
 
 def test_command_renders_from_a_checkpoint_with_its_recorded_data(trained, fake_data_dir, tmp_path):

@@ -23,7 +23,7 @@ Space = Literal["hidden", "classifier_subspace"]
 #: The rendering settings that a preset fixes; any of them can still be given on its own.
 PRESETS: dict[str, dict[str, Any]] = {
     "recognizable": dict(whiten=False, whiten_ridge=1e-6, objective="true_cosine", cossim_pow=4.0,
-                         icon_size=None, parameterization="fft", transforms="lucid"),
+                         icon_size=None, parameterization="maco", transforms="whole"),
     "lucid_notebook": dict(whiten=True, whiten_ridge=1e-6, objective="lucid_notebook", cossim_pow=4.0,
                            icon_size=None, parameterization="fft", transforms="lucid"),
 }
