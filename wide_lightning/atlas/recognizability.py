@@ -165,11 +165,12 @@ def paired_chance(predicted: np.ndarray, target: np.ndarray, period: int | None 
     return float(mismatch(np.asarray(predicted)[:, None], np.asarray(target)[None, :], period).mean())
 
 
-def classify(network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+def evaluate(function: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
              normalize: Callable[[torch.Tensor], torch.Tensor] | None, device: torch.device,
-             batch_size: int = 512) -> np.ndarray:
-    """``network(normalize(images)).argmax(1)`` in eval mode without gradients (mode restored), ``[B]``."""
-    module = network if isinstance(network, torch.nn.Module) else getattr(network, "__self__", None)
+             batch_size: int = 512) -> torch.Tensor:
+    """``function(normalize(images))`` in batches, in eval mode without gradients (the owning module's
+    mode is restored), on the CPU as float32."""
+    module = function if isinstance(function, torch.nn.Module) else getattr(function, "__self__", None)
     training = module.training if isinstance(module, torch.nn.Module) else None
     to_input = normalize or (lambda x: x)
     out = []
@@ -178,12 +179,17 @@ def classify(network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tens
             module.eval()
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                x = images[start:start + batch_size].to(device)
-                out.append(network(to_input(x)).argmax(1).cpu())
+                out.append(function(to_input(images[start:start + batch_size].to(device))).float().cpu())
     finally:
         if training is not None:
             module.train(training)
-    return torch.cat(out).numpy()
+    return torch.cat(out)
+
+
+def classify(network: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+             normalize: Callable[[torch.Tensor], torch.Tensor] | None, device: torch.device) -> np.ndarray:
+    """The network's class for each image, ``[B]``."""
+    return evaluate(network, images, normalize, device).argmax(1).numpy()
 
 
 def readout(train_activations: np.ndarray, train_values: np.ndarray, activations: np.ndarray,
@@ -273,7 +279,6 @@ def judge_icons(
     if network is not None:
         network_label = classify(network, seen, normalize, run_device)
         metrics["icons/network_agreement"] = float(np.mean(network_label == majority))
-    to_input = normalize or (lambda x: x)
     for name in other_labels:
         period = periods.get(name)
         values, table = cell_label_counts(xy01, labels[name], cells, grid_size)
@@ -284,9 +289,7 @@ def judge_icons(
         metrics[f"icons/{name}/judge_{kind}"] = float(scored(mismatch(judged, target, period)).mean())
         metrics[f"icons/{name}/judge_{kind}_chance"] = float(scored(paired_chance(judged, target, period)))
         if features is not None and activations is not None:
-            with torch.no_grad():
-                icon_acts = torch.cat([features(to_input(seen[s:s + 512].to(run_device))).float().cpu()
-                                       for s in range(0, len(seen), 512)]).numpy()
+            icon_acts = evaluate(features, seen, normalize, run_device).flatten(1).numpy()
             predicted = readout(activations, labels[name], icon_acts, seed=seed)
             metrics[f"icons/{name}/readout_{kind}"] = float(scored(mismatch(predicted, target, period)).mean())
             metrics[f"icons/{name}/readout_{kind}_chance"] = float(scored(paired_chance(predicted, target, period)))
