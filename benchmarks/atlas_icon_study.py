@@ -74,6 +74,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recognizable, lucid_notebook objective": ("recognizable", {"objective": "lucid_notebook"}),
     "recognizable, pow 1": ("recognizable", {"cossim_pow": 1.0}),
     "recognizable, icon 80": ("recognizable", {"icon_size": 80}),
+    "recognizable, pow 8": ("recognizable", {"cossim_pow": 8.0}),
+    "recognizable, 1024 steps": ("recognizable", {"steps": 1024}),
 }
 #: one factor at a time around the default preset, and the variants the other networks repeat
 AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]
@@ -163,7 +165,8 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
     folder.mkdir(parents=True, exist_ok=True)
     for variant in variants:
         preset, overrides = VARIANTS[variant]
-        settings = AtlasSettings.from_preset(preset, steps=args.steps, neurons=args.neurons, seed=args.seed, **overrides)
+        settings = AtlasSettings.from_preset(preset, **{"steps": args.steps, "neurons": args.neurons, "seed": args.seed,
+                                                        **overrides})
         layout = layout_for(activations, settings, xy=xy)
         icons, neurons, _, seconds = draw_icons(layout, task.net.features, settings, **render_kwargs(datamodule),
                                                 images=dataset.images, device=device)
