@@ -15,7 +15,16 @@ from wide_lightning.atlas.collect import collect_from_datamodule
 from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
 from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
 from wide_lightning.atlas.render import render_kwargs
-from wide_lightning.atlas.settings import DEFAULT_PRESET, AtlasSettings
+from wide_lightning.atlas.settings import (
+    DEFAULT_PRESET,
+    AtlasSettings,
+    Objective,
+    Parameterization,
+    PresetName,
+    Space,
+    Transforms,
+)
+from wide_lightning.interruption import Interrupted, stop_promptly
 
 
 class ActivationAtlas(Callback):
@@ -40,15 +49,15 @@ class ActivationAtlas(Callback):
         grid_size: int = 15,
         min_density: int = 10,
         steps: int = 512,
-        preset: Literal["recognizable", "lucid_notebook"] = DEFAULT_PRESET,
+        preset: PresetName = DEFAULT_PRESET,
         whiten: bool | None = None,
         whiten_ridge: float | None = None,
-        objective: Literal["true_cosine", "lucid_notebook", "dot"] | None = None,
+        objective: Objective | None = None,
         cossim_pow: float | None = None,
-        parameterization: Literal["fft", "maco"] | None = None,
-        transforms: Literal["lucid", "whole"] | None = None,
+        parameterization: Parameterization | None = None,
+        transforms: Transforms | None = None,
         neurons: int = 10,
-        space: Literal["hidden", "classifier_subspace"] = "hidden",
+        space: Space = "hidden",
         max_points: int | None = None,
         icon_size: int | None = None,
         reducer: Literal["umap", "pca"] = "umap",
@@ -68,6 +77,7 @@ class ActivationAtlas(Callback):
         self.result: AtlasResult | None = None
         self.directory: Path | None = None
         self.error: BaseException | None = None
+        self.interrupted: Interrupted | None = None
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:
@@ -76,8 +86,20 @@ class ActivationAtlas(Callback):
         bar = trainer.progress_bar_callback
         if isinstance(bar, TQDMProgressBar) and bar._train_progress_bar is not None:
             bar.on_train_end(trainer, pl_module)  # close the epoch's bar first: its timer is not the atlas's
-        datamodule = trainer.datamodule
         out_dir = Path(self.output_dir or Path(trainer.default_root_dir) / "atlas").resolve()
+        try:
+            with stop_promptly():  # the checkpoints and metrics are safe: a signal need not wait for the figures
+                self._collect_and_render(trainer, pl_module, out_dir)
+        except Interrupted as interruption:
+            self.interrupted = interruption
+            checkpoint = trainer.checkpoint_callback
+            last = getattr(checkpoint, "last_model_path", "") or "<the run's last.ckpt>"
+            rank_zero_warn(f"ActivationAtlas: {interruption} while rendering; the checkpoints and metrics are kept. "
+                           f"Render the atlas later with `wide-lightning-atlas --checkpoint {last}`.")
+            raise
+
+    def _collect_and_render(self, trainer: Trainer, pl_module: LightningModule, out_dir: Path) -> None:
+        datamodule = trainer.datamodule
         try:  # a collective: every rank collects its share, all ranks raise together on a failure
             activations = collect_from_datamodule(pl_module.net, datamodule, "train", batch_size=self.batch_size,
                                                   device=pl_module.device, trainer=trainer)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,9 +34,12 @@ import wide_lightning.tasks  # noqa: F401
 from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.checkpointing import BestAndLastCheckpoint
 from wide_lightning.data.base import ImageDataModule
+from wide_lightning.files import use_atomic_checkpoints, write_text
+from wide_lightning.interruption import Interrupted, exit_code_of, received, signals_recorded
 from wide_lightning.loggers import PrefixedLogger, RunConfigSaver, unused_path
+from wide_lightning.resume import check_resumable, load_for_checking, newest_last_checkpoint
 from wide_lightning.speed import STEP_LEVERS
-from wide_lightning.tasks.base import ClassificationTask, init_arguments
+from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, Diverged, init_arguments
 from wide_lightning.tasks.probe import LinearProbe
 from wide_lightning.tasks.stacked import StackedLinearProbe, StackedTask
 
@@ -97,21 +102,145 @@ class WideLightningCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
+    def __init__(self, *args: Any, args_for_resume: list[str] | None = None, **kwargs: Any) -> None:
+        self.args_for_resume = args_for_resume
+        self.summary_written = False
+        super().__init__(*args, **kwargs)
+
     def _subconfig(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
+
+    def _config_of_subcommand(self) -> Any:
+        # before ``self.subcommand`` is set (``_parse_ckpt_path`` runs earlier)
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
+
+    @staticmethod
+    def _set_checkpoint_dir(config: Any) -> None:
+        if config.get("checkpoint") is not None and config.checkpoint.dirpath is None:
+            # a sweep agent runs many points from one config: give each run its own folder
+            run_id = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
+            root = config.trainer.default_root_dir or "."
+            config.checkpoint.dirpath = os.path.join(root, "checkpoints", *([run_id] if run_id else []))
+
+    def _parse_ckpt_path(self) -> None:
+        """Resume exactly (``resume.py``): instead of LightningCLI's silent override of the config by the
+        checkpoint's hyper-parameters, refuse a checkpoint of another run; say in one line when ``last``
+        finds nothing to resume (the run starts fresh, so a scheduler may requeue the same command);
+        continue the checkpoint's W&B run."""
+        if self.config.get("subcommand") != "fit":
+            return super()._parse_ckpt_path()
+        config = self._config_of_subcommand()
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
+            return
+        self._set_checkpoint_dir(config)
+        if ckpt_path == "last":
+            directory = config.checkpoint.dirpath if config.get("checkpoint") is not None else None
+            found = newest_last_checkpoint(directory) if directory else None
+            if found is None:
+                print(f"--ckpt_path last: nothing to resume in {directory or '(no checkpoint folder)'}; "
+                      f"training from the start.", file=sys.stderr)
+                config.ckpt_path = None
+                return
+            ckpt_path = config.ckpt_path = found
+        elif not os.path.isfile(ckpt_path):
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file. Give a .ckpt that `fit` wrote, `last` "
+                                    f"for this run's newest, or leave it out to start fresh.")
+        checkpoint = load_for_checking(ckpt_path)
+        check_resumable(ckpt_path, checkpoint, config.model, config.data)
+        run_id = (checkpoint.get(CHECKPOINT_KEY) or {}).get("wandb_run_id")
+        logger = config.trainer.logger
+        init_args = getattr(logger, "init_args", None)
+        if run_id and init_args is not None and str(getattr(logger, "class_path", "")).endswith("WandbLogger") \
+                and init_args.get("id") is None:
+            init_args.id = run_id  # Lightning's WandbLogger resumes with resume="allow": the same W&B run
 
     def before_instantiate_classes(self) -> None:
         config = self._subconfig()
         check_devices(config.trainer.accelerator, config.trainer.devices)
+        if self.subcommand == "fit":
+            for flag in ("max_epochs", "max_steps"):
+                if config.trainer.get(flag) == 0:
+                    raise ValueError(f"--trainer.{flag}=0 trains nothing: the run would test an untrained network "
+                                     f"and call it finished. Give --trainer.{flag} a positive number.")
         root = config.trainer.default_root_dir or "."
-        if config.get("checkpoint") is not None and config.checkpoint.dirpath is None:
-            # a sweep agent runs many points from one config: give each run its own folder
-            run_id = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
-            config.checkpoint.dirpath = os.path.join(root, "checkpoints", *([run_id] if run_id else []))
+        self._set_checkpoint_dir(config)
         logger = config.trainer.logger
         init_args = getattr(logger, "init_args", None)
         if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
             init_args.save_dir = root
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """The subcommand, with SIGTERM/SIGINT recorded; a ``fit`` that does not finish leaves a summary that
+        says why (``interrupted``, ``diverged``, ``failed``), and a signal ends in exit status 128 + N."""
+        with signals_recorded():
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException as error:
+                signum = error.signum if isinstance(error, Interrupted) else received()
+                started = signum is not None or isinstance(error, Diverged) or self.trainer.global_step > 0
+                if subcommand == "fit" and started and not self.summary_written and self.trainer.is_global_zero:
+                    try:
+                        self._record_unfinished(error, signum)
+                    except OSError as failure:  # e.g. the disk that filled: the first error is the one to see
+                        print(f"(the summary could not be written: {failure})", file=sys.stderr)
+                if signum is not None:
+                    raise SystemExit(exit_code_of(signum)) from None
+                raise
+            signum = received()
+            if signum is not None:  # a signal that arrived after the last loop checked for it
+                raise SystemExit(exit_code_of(signum))
+
+    def _record_unfinished(self, error: BaseException, signum: int | None) -> None:
+        """The summary of a fit that stopped before ``after_fit``, with the status, and how to go on."""
+        callback = self.trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None else ""
+        summary = self._summary(_scalars(self.trainer.callback_metrics), {}, best)
+        self._mark_unfinished(summary, error, signum)
+        for record in self._member_summaries(summary):
+            self._write_summary(record)
+            summary.setdefault("summary_files", []).append(record["summary_file"])
+        self._finish_wandb_run(summary)
+        self._report(summary)
+
+    def _mark_unfinished(self, summary: dict[str, Any], error: BaseException, signum: int | None) -> None:
+        if signum is not None:
+            import signal
+
+            summary["status"] = "interrupted"
+            summary["interrupted"] = {"signal": signal.Signals(signum).name, "epoch": self.trainer.current_epoch,
+                                      "during": "training", "resume": self.resume_command()}
+            atlas = [c for c in self.trainer.callbacks if isinstance(c, ActivationAtlas) and c.interrupted]
+            if atlas:  # training had finished: only the figures are missing
+                last = summary["checkpoints"]["last"]
+                summary["interrupted"].update(during="atlas", resume=shlex.join(["wide-lightning-atlas", "--checkpoint", last]))
+        elif isinstance(error, Diverged):
+            summary["status"] = "diverged"
+            summary["error"] = str(error)
+        else:
+            summary["status"] = "failed"
+            summary["error"] = f"{type(error).__name__}: {error}"
+
+    def resume_command(self) -> str:
+        """This command again, resuming from the run's newest ``last.ckpt``."""
+        args = list(sys.argv[1:] if self.args_for_resume is None else self.args_for_resume)
+        kept, skip = [], False
+        for arg in args:
+            if skip:
+                skip = False
+                continue
+            if arg == "--ckpt_path":
+                skip = True
+                continue
+            if not arg.startswith("--ckpt_path="):
+                kept.append(arg)
+        return shlex.join(["wide-lightning", *kept, "--ckpt_path", "last"])
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -130,11 +259,11 @@ class WideLightningCLI(LightningCLI):
             if spec.target is not None:
                 summary["kind"] = "transfer"
                 summary["probe"] = self._run_probe(spec, summary)
-        except Exception as error:
-            summary["status"] = "failed"
-            summary["error"] = f"{type(error).__name__}: {error}"
+        except BaseException as error:  # a signal during the test or the probe too
+            self._mark_unfinished(summary, error, error.signum if isinstance(error, Interrupted) else received())
             raise
         finally:
+            self.summary_written = True
             if trainer.is_global_zero:
                 for record in self._member_summaries(summary):
                     self._write_summary(record)
@@ -171,6 +300,7 @@ class WideLightningCLI(LightningCLI):
         loggers = [PrefixedLogger(logger, "probe/") for logger in self.trainer.loggers]
         levers = [c for c in self.trainer.callbacks if isinstance(c, STEP_LEVERS)]  # the probe trains as fast
         trainer = Trainer(**trainer_config, callbacks=[checkpoint, *levers], logger=loggers or False)
+        use_atomic_checkpoints(trainer)
         rank_zero_info(f"transfer: linear probe for target {spec.target!r} on the frozen features of {backbone}")
         trainer.fit(probe, datamodule=data)
         fit_metrics = _scalars(trainer.callback_metrics)
@@ -248,15 +378,24 @@ class WideLightningCLI(LightningCLI):
         if "member_of_stack" in summary:  # seed<S> -> -seed<S>.json; depth<L>/seed<S> -> -depth<L>-seed<S>.json
             name = name.replace(".json", f"-{summary['member_of_stack']['name'].replace('/', '-')}.json")
         path = unused_path(root / name)
-        root.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=2, default=str))
+        write_text(path, json.dumps(summary, indent=2, default=str))
         summary["summary_file"] = str(path)
 
     def _report(self, summary: dict[str, Any]) -> None:
         lines = [f"best checkpoint: {summary['checkpoints']['best'] or '(none saved)'}"]
         last = summary["checkpoints"]["last"]
-        if last and os.path.exists(last):
+        interrupted = summary.get("interrupted")
+        if interrupted and interrupted["during"] == "atlas":
+            lines.insert(0, f"interrupted by {interrupted['signal']} while rendering the atlas (training had finished, "
+                            f"the checkpoints are kept); render it with:\n  {interrupted['resume']}")
+        elif interrupted:
+            saved = f"the finished epochs are in {last}" if last and os.path.exists(last) else "no epoch had finished"
+            lines.insert(0, f"interrupted by {interrupted['signal']} in epoch {interrupted['epoch']} ({saved}); "
+                            f"resume with:\n  {interrupted['resume']}")
+        elif last and os.path.exists(last):
             lines.append(f"last checkpoint: {last} (resume with --ckpt_path last)")
+        if summary.get("status") == "diverged":
+            lines.insert(0, f"diverged: {summary['error']}")
         if "probe" in summary:
             probe = summary["probe"]
             lines.append(f"probe ({probe['target']}): best test accuracy {probe.get('test/acc_best', float('nan')):.4f}, "
@@ -319,8 +458,9 @@ def build_cli(args: ArgsType = None, run: bool = True, **kwargs: Any) -> WideLig
                      **{name: dict(strict) for name in LightningCLI.subcommands()}}
     parser_kwargs.update(kwargs.pop("parser_kwargs", {}))
     return WideLightningCLI(
-        ClassificationTask,
-        ImageDataModule,
+        args_for_resume=None if args is None else [str(a) for a in args] if isinstance(args, list) else None,
+        model_class=ClassificationTask,
+        datamodule_class=ImageDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=RunConfigSaver,

@@ -37,8 +37,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from wide_lightning.data.base import DatasetFileError
+    from wide_lightning.files import DiskFull
 
-    return (ArgumentError, ValueError, DatasetFileError, FileNotFoundError, MisconfigurationException)
+    return (ArgumentError, ValueError, DatasetFileError, FileNotFoundError, MisconfigurationException, DiskFull)
 
 
 def finite_spellings(args: Sequence[str]) -> list[str]:

@@ -2,7 +2,9 @@
 
 ``WandbLogger`` goes online when credentials exist (``WANDB_API_KEY`` or a ``wandb login`` entry in
 ``~/.netrc``) and otherwise writes an offline run directory that ``wandb sync`` uploads later.
-``WANDB_MODE`` (``online``, ``offline``, ``disabled``) overrides the guess.
+``WANDB_MODE`` (``online``, ``offline``, ``disabled``) overrides the guess. An online run first
+checks that the server answers (5 s, ``WIDE_LIGHTNING_WANDB_TIMEOUT``); if it does not, the run logs
+offline and says so in one line, instead of waiting 90 s for ``wandb.init`` to fail before training.
 
 ``RunConfigSaver`` keeps each run's resolved config without the clash of Lightning's
 ``SaveConfigCallback`` with W&B: every W&B run shares ``save_dir``, so the stock callback's
@@ -13,6 +15,9 @@ from __future__ import annotations
 
 import netrc
 import os
+import socket
+import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,6 +42,43 @@ def wandb_credentials_available() -> bool:
         return False
 
 
+#: How long a run waits for the W&B server before it logs offline instead (seconds; 0: do not check).
+REACH_TIMEOUT_ENV = "WIDE_LIGHTNING_WANDB_TIMEOUT"
+DEFAULT_REACH_TIMEOUT = 5.0
+
+
+def wandb_server_unreachable(timeout: float) -> str | None:
+    """Why the W&B server (or the HTTPS proxy in between) cannot be reached within ``timeout`` seconds;
+    ``None`` when it can. The name lookup is bounded too (a thread), since ``socket`` timeouts are not."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    proxy = os.environ.get("HTTPS_PROXY" if url.scheme == "https" else "HTTP_PROXY") or \
+        os.environ.get("https_proxy" if url.scheme == "https" else "http_proxy")
+    target = urlparse(proxy) if proxy else url
+    host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(f"{host}:{port}: {error.strerror or error}")
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:g} s"
+
+
+def reach_timeout() -> float:
+    value = os.environ.get(REACH_TIMEOUT_ENV, "")
+    try:
+        return float(value) if value else DEFAULT_REACH_TIMEOUT
+    except ValueError:
+        raise ValueError(f"{REACH_TIMEOUT_ENV}={value!r} is not a number of seconds; e.g. {REACH_TIMEOUT_ENV}=10 "
+                         f"(0: do not check).") from None
+
+
 class WandbLogger(LightningWandbLogger):
     """Lightning's ``WandbLogger`` with ``offline=None`` meaning: online if logged in, else offline.
 
@@ -57,6 +99,15 @@ class WandbLogger(LightningWandbLogger):
         if offline is None:
             mode = os.environ.get("WANDB_MODE", "").lower()
             offline = mode in ("offline", "dryrun") or (mode == "" and not wandb_credentials_available())
+        timeout = reach_timeout()
+        if not offline and os.environ.get("WANDB_MODE", "").lower() != "disabled" and timeout > 0:
+            # wandb.init would wait up to 90 s and then end the run with a CommError before any training
+            reason = wandb_server_unreachable(timeout)
+            if reason is not None:
+                offline = True
+                folder = Path(save_dir or ".") / "wandb"
+                print(f"W&B: the server cannot be reached ({reason}); logging offline instead. Upload later with "
+                      f"`wandb sync {folder}/offline-run-*` ({REACH_TIMEOUT_ENV} sets the wait).", file=sys.stderr)
         if save_dir is not None:
             Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(name=name, save_dir=save_dir or ".", project=project, offline=offline,

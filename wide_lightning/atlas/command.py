@@ -14,6 +14,7 @@ files are.
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -24,7 +25,15 @@ from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.layers import layer_reader
 from wide_lightning.atlas.pipeline import build_atlas, subset_indices
 from wide_lightning.atlas.render import render_kwargs
-from wide_lightning.atlas.settings import DEFAULT_PRESET, AtlasSettings
+from wide_lightning.atlas.settings import (
+    DEFAULT_PRESET,
+    AtlasSettings,
+    Objective,
+    Parameterization,
+    PresetName,
+    Space,
+    Transforms,
+)
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.tasks.base import CHECKPOINT_KEY, init_arguments
 from wide_lightning.tasks.probe import CheckpointKindError, load_backbone_task, load_checkpoint_dict
@@ -82,15 +91,15 @@ def atlas(
     grid_size: int | None = None,
     min_density: int = 10,
     steps: int | None = None,
-    preset: Literal["recognizable", "lucid_notebook"] = DEFAULT_PRESET,
+    preset: PresetName = DEFAULT_PRESET,
     whiten: bool | None = None,
     whiten_ridge: float | None = None,
-    objective: Literal["true_cosine", "lucid_notebook", "dot"] | None = None,
+    objective: Objective | None = None,
     cossim_pow: float | None = None,
-    parameterization: Literal["fft", "maco"] | None = None,
-    transforms: Literal["lucid", "whole"] | None = None,
+    parameterization: Parameterization | None = None,
+    transforms: Transforms | None = None,
     neurons: int = 10,
-    space: Literal["hidden", "classifier_subspace"] = "hidden",
+    space: Space = "hidden",
     max_points: int | None = None,
     icon_size: int | None = None,
     reducer: Literal["umap", "pca"] = "umap",
@@ -203,11 +212,18 @@ def main(args: list[str] | None = None) -> None:
     import wide_lightning.data  # noqa: F401  (short class names for --data)
     from wide_lightning.console import quiet_library_noise
     from wide_lightning.errors import run_for_people
+    from wide_lightning.interruption import Interrupted, stop_promptly
 
     quiet_library_noise()
 
     def run(argv: list[str]) -> Path:
-        return CLI(atlas, args=argv, as_positional=False, exit_on_error=False, allow_abbrev=False)
+        try:
+            with stop_promptly():  # minutes of rendering that no loop checks: SIGTERM stops it at once
+                return CLI(atlas, args=argv, as_positional=False, exit_on_error=False, allow_abbrev=False)
+        except Interrupted as interruption:
+            sys.stderr.write(f"wide-lightning-atlas: {interruption}; nothing was written. Run the same command "
+                             f"again to render the atlas.\n")
+            raise SystemExit(interruption.exit_code) from None
 
     # the data errors are written for `wide-lightning fit`; this command names the folder with --data_dir
     run_for_people(run, args, "wide-lightning-atlas", rewrite=lambda m: m.replace("--data.data_dir=DIR", "--data_dir DIR"))

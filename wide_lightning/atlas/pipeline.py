@@ -35,6 +35,7 @@ from wide_lightning.atlas.render import RenderResult, directions_as_icons, neuro
 from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.atlas.subspace import classifier_subspace_basis
 from wide_lightning.atlas.whitening import whiten
+from wide_lightning.files import atomic_path, write_text
 
 #: Labels with at most this many values get their own coloured layout (the 28 shifts do, the 1,785 sources not).
 MAX_COLOURED_VALUES = 64
@@ -91,8 +92,11 @@ class AtlasResult:
         metric_names = sorted(self.metrics)
         arrays["metric_names"] = np.array(metric_names)
         arrays["metric_values"] = np.array([self.metrics[k] for k in metric_names], dtype=np.float64)
-        np.savez_compressed(directory / "atlas.npz", **arrays)
-        (directory / "settings.txt").write_text("".join(f"{k}: {v}\n" for k, v in asdict(self.settings).items()))
+        write_text(directory / "settings.txt", "".join(f"{k}: {v}\n" for k, v in asdict(self.settings).items()))
+        # last, and whole or not at all: its presence is what marks a folder as holding an atlas
+        with atomic_path(directory / "atlas.npz", needed_bytes=lambda: sum(np.asarray(a).nbytes for a in arrays.values())) as temporary, \
+                open(temporary, "wb") as file:
+            np.savez_compressed(file, **arrays)
         return directory
 
 

@@ -19,6 +19,10 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 Space = Literal["hidden", "classifier_subspace"]
+PresetName = Literal["recognizable", "lucid_notebook"]
+Objective = Literal["true_cosine", "lucid_notebook", "dot"]
+Parameterization = Literal["fft", "maco"]
+Transforms = Literal["lucid", "whole"]
 
 #: The rendering settings that a preset fixes; any of them can still be given on its own.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -78,13 +82,13 @@ class AtlasSettings:
     whiten: bool = _DEFAULTS["whiten"]
     whiten_mode: Literal["regularized", "pinv", "exact"] = "regularized"
     whiten_ridge: float = _DEFAULTS["whiten_ridge"]
-    objective: Literal["lucid_notebook", "true_cosine", "dot"] = _DEFAULTS["objective"]
+    objective: Objective = _DEFAULTS["objective"]
     cossim_pow: float = _DEFAULTS["cossim_pow"]
     neurons: int = 10
     whiten_neurons: bool = True
     icon_size: int | None = _DEFAULTS["icon_size"]
-    parameterization: Literal["fft", "maco"] = _DEFAULTS["parameterization"]
-    transforms: Literal["lucid", "whole"] = _DEFAULTS["transforms"]
+    parameterization: Parameterization = _DEFAULTS["parameterization"]
+    transforms: Transforms = _DEFAULTS["transforms"]
     lr: float = 0.05
     space: Space = "hidden"
     max_points: int | None = None

@@ -35,6 +35,7 @@ from wide_lightning.data.resident import (
     DeviceBatches,
     DeviceMemoryError,
     EpochOrder,
+    EpochSampler,
     free_device_memory,
     resident_bytes,
 )
@@ -200,8 +201,9 @@ class ImageDataModule(LightningDataModule, ABC):
     def fetch(self) -> None:
         """Download missing files if possible; subclasses that can download override this."""
 
-    def augment_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """Training augmentation of a float batch in [0, 1]; identity unless a subclass has one."""
+    def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training augmentation of a float batch in [0, 1], drawn from ``generator``; identity unless a
+        subclass has one."""
         return x
 
     # -- Lightning hooks -------------------------------------------------------------------------
@@ -224,6 +226,10 @@ class ImageDataModule(LightningDataModule, ABC):
         self._check_shape(train)
         self._check_shape(test)
         self._splits = {**self.split_train(train), "test": test}
+        examples = len(self._splits["train"])
+        if self.batch_size > examples:  # legal, but every epoch would be one batch: most likely a typo
+            rank_zero_warn(f"{self.name}: batch_size={self.batch_size} is larger than the training split ({examples} "
+                           f"examples), so every epoch is a single step; the paper's batch is 128.")
 
     def split_train(self, train: LabelledImages) -> dict[str, LabelledImages]:
         """Hold out ``val_size`` examples by a seeded permutation; ``val_size=0`` validates on test."""
@@ -290,10 +296,14 @@ class ImageDataModule(LightningDataModule, ABC):
             order = EpochOrder(len(dataset), seeds if seeds is not None else self._order_seed(), shuffle=shuffle,
                                rank=trainer.global_rank if trainer is not None else 0, world_size=self.world_size)
             return DeviceBatches(images, target, self.process_batch_size, order)
+        # one process: shuffle by (seed, epoch) as the resident path does (exact resume); several: Lightning
+        # puts its DistributedSampler in place of shuffle=True, which is seeded by (seed, epoch) too
+        sampler = EpochSampler(EpochOrder(len(dataset), self._order_seed())) if shuffle and self.world_size == 1 else None
         return DataLoader(
             dataset,
             batch_size=self.process_batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=_collate_prefetched,
             pin_memory=torch.cuda.is_available(),
@@ -355,8 +365,23 @@ class ImageDataModule(LightningDataModule, ABC):
         x = x.float().div_(255.0)
         if train and self.augment:
             lead = x.shape[:-3]  # a stack of models' batches [S, B, C, H, W] is augmented as one batch
-            x = self.augment_batch(x.reshape(-1, *x.shape[-3:])).reshape(*lead, *x.shape[-3:])
+            x = self.augment_batch(x.reshape(-1, *x.shape[-3:]), self._augment_generator(x.device))
+            x = x.reshape(*lead, *x.shape[-3:])
         return self.normalize(x)
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """The augmentation's random stream for the current epoch: seeded by (seed, epoch), not drawn from the
+        global stream, so that a resumed run augments its next epoch as the straight run does."""
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
+        key = (str(device), epoch)
+        cached = self.__dict__.get("_augment_stream")
+        if cached is None or cached[0] != key:
+            # offset from the batch order's streams (order_generator) so that the two are not the same numbers
+            seed = (self._order_seed() * 1_000_003 + epoch + 2**40) % 2**63
+            cached = (key, torch.Generator(device=device).manual_seed(seed))
+            self.__dict__["_augment_stream"] = cached
+        return cached[1]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> what the network was trained on (atlas icons go through this too)."""

@@ -158,8 +158,8 @@ class CIFAR10(ImageDataModule):
         images = torch.from_numpy(np.concatenate([p["data"] for p in parts]))
         return images, {"label": torch.from_numpy(labels)}
 
-    def augment_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return random_affine_flip(x, self.max_shift, self.max_rotation, self.horizontal_flip)
+    def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_affine_flip(x, self.max_shift, self.max_rotation, self.horizontal_flip, generator)
 
 
 class CIFAR100Coarse(ImageDataModule):
@@ -224,5 +224,5 @@ class CIFAR100Coarse(ImageDataModule):
         }
         return torch.from_numpy(entry["data"][keep]), labels
 
-    def augment_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return random_affine_flip(x, self.max_shift, self.max_rotation, self.horizontal_flip)
+    def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return random_affine_flip(x, self.max_shift, self.max_rotation, self.horizontal_flip, generator)

@@ -125,3 +125,24 @@ def free_device_memory(device: torch.device) -> int | None:
         return None
     free, _total = torch.cuda.mem_get_info(device)
     return int(free)
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A ``DataLoader`` sampler with ``EpochOrder``'s order (one process): the batches of epoch ``e``
+    depend on ``(seed, e)`` alone, not on the global random stream, so that a run resumed at an
+    epoch boundary sees the batches the same run trained straight sees, and the DataLoader path
+    draws the resident path's order."""
+
+    def __init__(self, order: EpochOrder) -> None:
+        if len(order.seeds) != 1 or order.world_size != 1:
+            raise ValueError("EpochSampler serves one seed in one process.")
+        self.order = order
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.order.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order.orders()[0].tolist())

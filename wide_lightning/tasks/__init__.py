@@ -1,6 +1,6 @@
 """LightningModules: base training, the linear probe, the raw-input baseline, and their stacked (many-seed) forms."""
 
-from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, resolve_lr
+from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, Diverged, resolve_lr
 from wide_lightning.tasks.classifier import ConvClassifier, MLPClassifier
 from wide_lightning.tasks.probe import (
     CheckpointKindError,
@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointKindError",
     "ClassificationTask",
     "ConvClassifier",
+    "Diverged",
     "LinearProbe",
     "MLPClassifier",
     "ProbeNet",

@@ -18,6 +18,21 @@ CHECKPOINT_KEY = "wide_lightning"
 LearningRate = float | Literal["1/width"]
 
 
+class Diverged(ValueError):
+    """The training loss stopped being a finite number: the run cannot recover, so it stops."""
+
+
+def wandb_run_id(loggers: Any) -> str | None:
+    """The id of the W&B run among ``loggers`` (``None`` without one, or before it started)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers or []:
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            run_id = getattr(logger.experiment, "id", None)
+            return run_id if isinstance(run_id, str) else None
+    return None
+
+
 def init_arguments(module: Any) -> dict[str, Any]:
     """A module's saved init arguments without the private entries LightningCLI adds (``_class_path``...)."""
     return {k: v for k, v in dict(getattr(module, "hparams", {})).items() if not k.startswith("_")}
@@ -58,6 +73,7 @@ class ClassificationTask(LightningModule):
         self.val_acc_best = MaxMetric()
         self.test_acc_best = MaxMetric()
         self._splits_seen: set[str] = set()
+        self._restored_best: dict[str, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -97,15 +113,16 @@ class ClassificationTask(LightningModule):
         if split == "train" and trainer is not None and (self.global_step + 2) % trainer.log_every_n_steps == 0:
             self.log("train/loss_step", per_example.detach().mean(), prog_bar=True)
 
-    def _log_epoch(self, split: str) -> torch.Tensor:
+    def _log_epoch(self, split: str, with_loss: bool = False) -> Any:
         """Log ``{split}/loss`` and ``{split}/acc`` of the finished epoch (over all ranks; a stack's: the
-        members' mean), reset them, and return the accuracy (a stack's: one per member)."""
+        members' mean), reset them, and return the accuracy (a stack's: one per member), or with
+        ``with_loss`` the pair ``(loss, accuracy)``."""
         metrics = getattr(self, f"{split}_metrics")
         loss, acc = metrics.compute()
         metrics.reset()
         self.log(f"{split}/loss", loss.mean())
         self.log(f"{split}/acc", acc.mean(), prog_bar=True)
-        return acc
+        return (loss, acc) if with_loss else acc
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.step_graph is not None:
@@ -127,12 +144,31 @@ class ClassificationTask(LightningModule):
         self._step(batch, "test")
 
     def on_train_start(self) -> None:
-        # The sanity check must not count as an epoch.
-        self.val_acc_best.reset()
-        self.test_acc_best.reset()
+        # best-so-far starts afresh, or where the resumed checkpoint left it (a resumed run's best covers
+        # the epochs before the interruption too)
+        for split in ("val", "test"):
+            best = getattr(self, f"{split}_acc_best")
+            best.reset()
+            if split in self._restored_best:
+                best.update(self._restored_best[split].to(self.device))
+        self._restored_best = {}
+
+    def best_so_far(self) -> dict[str, torch.Tensor]:
+        """``{split: best accuracy so far}`` for the splits that have one (stored in each checkpoint)."""
+        bests = {split: getattr(self, f"{split}_acc_best") for split in ("val", "test")}
+        return {split: best.compute().detach().cpu() for split, best in bests.items() if best.update_count}
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        self._stop_if_diverged(self._log_epoch("train", with_loss=True)[0])
+
+    def _stop_if_diverged(self, loss: torch.Tensor) -> None:
+        """Stop at the first epoch whose training loss is not finite (for a stack: no member's is). One
+        host sync per epoch, none per step; every later epoch would be NaN too and call itself finished."""
+        if not bool(torch.isfinite(loss).any()):
+            raise Diverged(
+                f"the training loss of epoch {self.current_epoch} is {float(loss.reshape(-1)[0])} at learning rate "
+                f"{self.lr:g}: training diverged. Lower the learning rate (e.g. --model.init_args.lr={self.lr / 10:g}) "
+                f"and run again.")
 
     def on_validation_epoch_start(self) -> None:
         self._splits_seen = set()
@@ -169,7 +205,14 @@ class ClassificationTask(LightningModule):
                                     "init_args": init_arguments(datamodule),
                                     # where the files were, however they were found (flag, variable, ./data)
                                     "data_dir": str(Path(datamodule.data_dir).resolve())}
+        marker["best_so_far"] = self.best_so_far()
+        run_id = wandb_run_id(self.loggers)
+        if run_id is not None:  # a resumed run continues this W&B run
+            marker["wandb_run_id"] = run_id
         checkpoint[CHECKPOINT_KEY] = marker
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_best = dict(checkpoint.get(CHECKPOINT_KEY, {}).get("best_so_far", {}))
 
     def on_fit_start(self) -> None:
         # Lightning logs hparams; these are derived and matter for scans (Figure 4's x axis).

@@ -87,20 +87,27 @@ class StackedTask(ClassificationTask):
         # the sum, not the mean: each member gets the gradient of its own mean loss, as when alone
         return per_example.mean(1).sum(), per_example, logits, y
 
-    def _log_accuracy(self, split: str, best: bool) -> None:
-        acc = self._log_epoch(split).reshape(-1)  # torchmetrics hands a one-member stack's [1] back as a scalar
+    def _log_accuracy(self, split: str, best: bool) -> torch.Tensor:
+        """Log the members' accuracies (and best so far); return the members' losses."""
+        loss, acc = self._log_epoch(split, with_loss=True)
+        acc = acc.reshape(-1)  # torchmetrics hands a one-member stack's [1] back as a scalar
         values = {f"{name}/{split}/acc": value for name, value in zip(self.member_names, acc)}
         if best:
             self._best[split] = torch.maximum(self._best.get(split, torch.zeros_like(acc)), acc)
             self.log(f"{split}/acc_best", self._best[split].mean(), prog_bar=split == "val")
             values.update({f"{name}/{split}/acc_best": value for name, value in zip(self.member_names, self._best[split])})
         self.log_dict(values)
+        return loss
 
     def on_train_start(self) -> None:
-        self._best = {}
+        self._best = {split: best.to(self.device) for split, best in self._restored_best.items()}
+        self._restored_best = {}
+
+    def best_so_far(self) -> dict[str, torch.Tensor]:
+        return {split: best.detach().cpu() for split, best in self._best.items()}
 
     def on_train_epoch_end(self) -> None:
-        self._log_accuracy("train", best=False)
+        self._stop_if_diverged(self._log_accuracy("train", best=False))
 
     def on_validation_epoch_end(self) -> None:
         for split in sorted(self._splits_seen):
