@@ -11,6 +11,16 @@ from tests.fake_data import make_cifar10, make_cifar100, make_mnist
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In a parallel run (pytest-xdist), each worker and the processes its tests start share the cores:
+    one thread each, so that the workers do not oversubscribe them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and int(workers) > 1:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder with fake MNIST (12,000 train / 400 test), CIFAR-10 and CIFAR-100 in their official formats.

@@ -83,6 +83,25 @@ def test_training_on_the_resident_path_through_lightning(fake_data_dir):
     assert "val/acc" in trainer.callback_metrics
 
 
+def test_the_dataloader_path_trains_the_network_the_resident_path_trains(fake_data_dir):
+    """One process: both paths draw the (seed, epoch) order, so the weights after 3 epochs are the same."""
+    from lightning.pytorch import seed_everything
+
+    from wide_lightning import MLPClassifier
+
+    weights = {}
+    for placement in ("loader", "device"):
+        seed_everything(3)
+        data = TranslatedMNIST(data_dir=fake_data_dir, train_digits=10, val_digits=4, test_digits=4,
+                               placement=placement, download=False, batch_size=32)
+        model = MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=1, width=16)
+        trainer = Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(model, datamodule=data)
+        weights[placement] = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(weights["loader"][k], weights["device"][k]) for k in weights["loader"])
+
+
 def test_too_big_for_the_device_falls_back_on_auto_and_fails_on_device(fake_data_dir, monkeypatch):
     monkeypatch.setattr(base, "free_device_memory", lambda device: 1000)  # bytes: nothing fits
     fake_cuda = SimpleNamespace(world_size=1, global_rank=0,

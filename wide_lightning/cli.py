@@ -193,9 +193,7 @@ class WideLightningCLI(LightningCLI):
                 if signum is not None:
                     raise SystemExit(exit_code_of(signum)) from None
                 raise
-            signum = received()
-            if signum is not None:  # a signal that arrived after the last loop checked for it
-                raise SystemExit(exit_code_of(signum))
+            # a signal after the last check (e.g. while the summary was written) finds the run finished: exit 0
 
     def _record_unfinished(self, error: BaseException, signum: int | None) -> None:
         """The summary of a fit that stopped before ``after_fit``, with the status, and how to go on."""
