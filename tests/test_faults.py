@@ -260,6 +260,21 @@ def test_signals_recorded_notes_sigterm_and_forgets_it_afterwards():
     assert received() is None
 
 
+def test_sigterm_stops_the_atlas_command_at_once(tmp_path, monkeypatch, capsys):
+    from wide_lightning.atlas import command as atlas_command
+
+    def work_that_is_signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # not reached
+    monkeypatch.setattr(atlas_command, "load_backbone_task", work_that_is_signalled)
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exited:
+        atlas_command.main(["--checkpoint", str(tmp_path / "any.ckpt"), "--out_dir", str(tmp_path / "atlas")])
+    assert exited.value.code == 143 and time.monotonic() - started < 10
+    assert "stopped by SIGTERM; nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "atlas").exists()
+
+
 # -- signals (subprocesses on tiny fake data) ----------------------------------------------------------
 
 
