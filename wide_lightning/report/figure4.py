@@ -1,0 +1,201 @@
+"""Grouping runs into Figure 4's points: statistics over seeds, the baseline, and every problem found."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wide_lightning.report.grid import Grid
+from wide_lightning.report.runs import (
+    BASE_METRIC,
+    BASELINE_METRIC,
+    BASELINE_MODEL,
+    PROBE_METRIC,
+    ReportError,
+    Run,
+)
+
+# -- grouping, statistics, problems -------------------------------------------------------------------
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; NaN for fewer than 2 values: one seed has no spread)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+@dataclass
+class Point:
+    x: int
+    runs: dict[int | None, Run]  # seed -> the run kept
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return sorted(self.runs, key=lambda s: (s is None, s or 0))
+
+    def stats(self, metric: str) -> tuple[float, float]:
+        return mean_std([self.runs[s].metrics[metric] for s in self.seeds])
+
+    @property
+    def widths(self) -> list[int]:
+        return sorted({r.width for r in self.runs.values() if r.width is not None})
+
+
+@dataclass
+class Baseline:
+    mean: float
+    std: float
+    runs: list[Run]
+    target: str | None
+
+
+@dataclass
+class Figure4:
+    """Everything the figure, the CSV and the missing-runs list say, computed once."""
+
+    dataset: str
+    model: str
+    x: str
+    points: list[Point]
+    baseline: Baseline | None
+    grid: Grid | None
+    missing: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    fewer_seeds: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    outside_grid: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Nothing planned is missing: every point has every seed, and the baseline exists."""
+        return not (self.missing or self.fewer_seeds or self.baseline is None)
+
+    def text(self) -> str:
+        grid = (f"{self.grid.source}: {len(self.grid.values)} {self.x} value(s) x "
+                + (f"{len(self.grid.seeds)} seed(s) = {self.grid.size} point(s)" if self.grid.seeds else "any seed")
+                if self.grid else "no --sweep given: expected every " + self.x + " found with every seed found")
+        kept = sum(len(p.runs) for p in self.points)
+        lines = [f"Figure 4: {self.dataset}, {self.model}, x = {self.x}",
+                 f"expected grid: {grid}",
+                 f"averaged: {kept} finished run(s) at {sum(1 for p in self.points if p.runs)} {self.x} value(s)"]
+        if self.baseline is not None:
+            lines.append(f"baseline ({BASELINE_MODEL}, {BASELINE_METRIC}, target {self.baseline.target}): "
+                         f"{self.baseline.mean:.4f}" + ("" if math.isnan(self.baseline.std) else f" +- {self.baseline.std:.4f}")
+                         + f" over {len(self.baseline.runs)} run(s)")
+        else:
+            lines.append(f"BASELINE MISSING: no finished {BASELINE_MODEL} run of {self.dataset} with {BASELINE_METRIC}")
+        for title, items in (("MISSING (x, seed) points", self.missing), ("FAILED OR UNFINISHED runs (not averaged)", self.failed),
+                             ("FEWER SEEDS than planned", self.fewer_seeds), ("DUPLICATES (the newest kept)", self.duplicates),
+                             ("OUTSIDE THE SWEEP GRID (not averaged)", self.outside_grid), ("NOTES", self.notes)):
+            if items:
+                lines.append(f"{title} ({len(items)}):")
+                lines.extend(f"  {item}" for item in items)
+        lines.append("complete: nothing missing." if self.complete else "INCOMPLETE: the means above use fewer runs than planned.")
+        return "\n".join(lines)
+
+
+def _choose(kind: str, given: str | None, found: set[str], hint: str) -> str:
+    if given is not None:
+        return given
+    if len(found) == 1:
+        return next(iter(found))
+    raise ReportError(f"transfer runs of several {kind}s were found ({', '.join(sorted(found))}): choose one with {hint}.")
+
+
+def _keep_newest(runs: list[Run], key, describe, duplicates: list[str]) -> dict[Any, Run]:
+    kept: dict[Any, Run] = {}
+    for run in sorted(runs, key=lambda r: r.time):
+        if key(run) in kept:
+            duplicates.append(f"{describe(run)}: kept the newer {run.source}, dropped {kept[key(run)].source}")
+        kept[key(run)] = run
+    return kept
+
+
+def figure4(runs: list[Run], x: Literal["auto", "depth", "width"] = "auto", dataset: str | None = None,
+            model: str | None = None, grid: Grid | None = None) -> Figure4:
+    """Group the transfer runs by ``x`` (seeds are replicates) and list everything missing, failed or duplicated."""
+    dataset = dataset or (grid.dataset if grid else None)
+    model = model or (grid.model if grid else None)
+    transfers = [r for r in runs if r.kind == "transfer" and r.model != BASELINE_MODEL]
+    if not transfers:
+        kinds = sorted({f"{r.kind} {r.model} {r.dataset}" for r in runs})
+        raise ReportError(f"none of the {len(runs)} run(s) read is a transfer run (kind 'transfer', a fit with a probe); "
+                          f"found: {', '.join(kinds) or 'nothing'}.")
+    found = sorted({f"{r.model} on {r.dataset}" for r in transfers})
+    dataset = _choose("dataset", dataset, {r.dataset for r in transfers}, "--dataset")
+    transfers = [r for r in transfers if r.dataset == dataset]
+    model = _choose("model", model, {r.model for r in transfers}, "--model") if transfers else model
+    transfers = [r for r in transfers if r.model == model]
+    if not transfers:
+        raise ReportError(f"no transfer runs of {model or 'any model'} on {dataset} among the {len(runs)} run(s) "
+                          f"read; the transfer runs found are of {', '.join(found)}.")
+    if grid is not None and x not in ("auto", grid.x):
+        raise ReportError(f"--x {x} but the sweep {grid.source} varies {grid.x}.")
+    x = grid.x if grid is not None else (x if x != "auto" else ("depth" if model in ("MLPClassifier", "StackedMLPClassifier") else "width"))
+    result = Figure4(dataset=dataset, model=model, x=x, points=[], baseline=None, grid=grid)
+    ignored = [r for r in runs if r.dataset == dataset and r.model == model and r.kind != "transfer"]
+    if ignored:
+        result.notes.append(f"{len(ignored)} {model} run(s) of {dataset} without a probe (kind fit) are not part of Figure 4.")
+
+    usable: list[Run] = []
+    failed: list[tuple[Run, str]] = []
+    for run in transfers:
+        lacking = [m for m in (BASE_METRIC, PROBE_METRIC) if m not in run.metrics]
+        if run.value(x) is None:
+            result.notes.append(f"{run.source}: no {x} recorded, not averaged.")
+        elif not run.finished:
+            failed.append((run, f"status {run.status}" + (f": {run.error}" if run.error else "")))
+        elif lacking:
+            failed.append((run, f"finished without {', '.join(lacking)}"))
+        elif grid is not None and (run.value(x) not in grid.values or (grid.seeds is not None and run.seed not in grid.seeds)):
+            result.outside_grid.append(run.describe(x))
+        else:
+            usable.append(run)
+    kept = _keep_newest(usable, lambda r: (r.value(x), r.seed), lambda r: f"{x}={r.value(x)} seed={r.seed}", result.duplicates)
+    for run, why in failed:
+        other = kept.get((run.value(x), run.seed))
+        result.failed.append(f"{run.describe(x)}: {why}" + (f" (the point uses {other.source})" if other else ""))
+
+    values = grid.values if grid is not None else sorted({r.value(x) for r in transfers if r.value(x) is not None})
+    seeds = (grid.seeds if grid is not None else sorted({r.seed for r in transfers if r.seed is not None})) or None
+    for value in values:
+        point = Point(value, {seed: run for (v, seed), run in kept.items() if v == value})
+        result.points.append(point)
+        lacking = [s for s in seeds if s not in point.runs] if seeds is not None else ([] if point.runs else ["any"])
+        result.missing.extend(f"{x}={value} seed={s}" for s in lacking)
+        if lacking and point.runs:
+            result.fewer_seeds.append(f"{x}={value}: {len(point.runs)} of {len(seeds or [])} seed(s), "
+                                      f"missing seed(s) {', '.join(map(str, lacking))}")
+        elif lacking:
+            result.fewer_seeds.append(f"{x}={value}: no finished run at all")
+    result.baseline = _baseline(runs, dataset, {r.probe_target for r in transfers if r.probe_target}, result)
+    return result
+
+
+def _baseline(runs: list[Run], dataset: str, probe_targets: set[str], result: Figure4) -> Baseline | None:
+    """The raw-input linear classifier on the new task: mean of ``base/test/acc_best`` over its runs (newest per seed)."""
+    candidates = [r for r in runs if r.model == BASELINE_MODEL and r.dataset == dataset
+                  and (not probe_targets or r.target in probe_targets)]
+    usable = []
+    for run in candidates:
+        if not run.finished:
+            result.failed.append(f"baseline {run.describe()}: status {run.status}" + (f": {run.error}" if run.error else ""))
+        elif BASELINE_METRIC not in run.metrics:
+            result.failed.append(f"baseline {run.describe()}: finished without {BASELINE_METRIC}")
+        else:
+            usable.append(run)
+    kept = _keep_newest(usable, lambda r: r.seed, lambda r: f"baseline seed={r.seed}", result.duplicates)
+    if not kept:
+        return None
+    values = [run.metrics[BASELINE_METRIC] for run in kept.values()]
+    targets = {run.target for run in kept.values()}
+    return Baseline(*mean_std(values), runs=list(kept.values()), target=", ".join(sorted(t or "?" for t in targets)))
+
+

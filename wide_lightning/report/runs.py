@@ -1,0 +1,121 @@
+"""One run of Figure 4, as every source describes it: the record and how each source's fields map to it."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+BASE_METRIC = "base/test/acc"  # the original task: test accuracy of the best-validation checkpoint
+PROBE_METRIC = "probe/test/acc_best"  # the new task: the probe's best test accuracy (Section 5.2)
+BASELINE_METRIC = "base/test/acc_best"  # the raw-input linear classifier, same protocol as the probes
+BASELINE_MODEL = "RawInputLinear"
+SWEEP_KEYS = {"depth": "model.init_args.depth", "width": "model.init_args.width"}
+SEED_KEY = "seed_everything"
+SUMMARY_GLOB = "**/summary*.json"
+WANDB_SUMMARY_GLOB = "**/files/wandb-summary.json"
+_WANDB_RUN_DIR = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-([A-Za-z0-9]+)$")
+NO_WANDB_SUMMARY = ("no files/wandb-summary.json (a wandb offline run keeps its summary only in run-<id>.wandb): "
+                    "read this run's summary*.json with --runs, or `wandb sync` it and use --wandb_project")
+
+
+class ReportError(Exception):
+    """Nothing to report, or an ambiguous request: the message says what was searched and what to do."""
+
+
+# -- one run, from whichever source ----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """The facts of one finished (or failed) ``fit``, flattened to the W&B summary's keys.
+
+    ``metrics`` holds ``base/<metric>`` and ``probe/<metric>``; ``time`` (seconds since the epoch)
+    orders duplicates: the newest run of an (x, seed) point is kept.
+    """
+
+    source: str
+    run_id: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    error: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    target: str | None = None
+    probe_target: str | None = None
+    width: int | None = None
+    depth: int | None = None
+    seed: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    time: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def value(self, x: str) -> int | None:
+        return self.depth if x == "depth" else self.width
+
+    def describe(self, x: str | None = None) -> str:
+        point = f"{x}={self.value(x)} seed={self.seed}" if x else f"{self.model} seed={self.seed}"
+        return f"{point} ({self.source})"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _wandb_dir_facts(path: str | os.PathLike | None) -> tuple[str | None, float | None]:
+    """(run id, start time) from a W&B run directory name such as ``offline-run-20261122_140405-q3kkucn9``."""
+    match = _WANDB_RUN_DIR.match(Path(path).name) if path else None
+    if not match:
+        return None, None
+    return match.group(2), datetime.strptime(match.group(1), "%Y%m%d_%H%M%S").timestamp()
+
+
+def run_from_summary(summary: dict[str, Any], source: str, time: float = 0.0) -> Run:
+    """A run from the nested ``summary.json`` that ``wide-lightning fit`` writes (``cli._summary``)."""
+    wandb_facts = summary.get("wandb") or {}
+    run_id, started = _wandb_dir_facts(wandb_facts.get("dir"))
+    metrics = {f"{section}/{k}": v for section in ("base", "probe")
+               for k, v in (summary.get(section) or {}).items() if _number(v) is not None}
+    return Run(
+        source=source, run_id=wandb_facts.get("id") or run_id, kind=summary.get("kind"),
+        status=summary.get("status"), error=summary.get("error"), model=summary.get("model"),
+        dataset=summary.get("dataset"), target=summary.get("target"),
+        probe_target=(summary.get("probe") or {}).get("target"), width=_int(summary.get("width")),
+        depth=_int(summary.get("depth")), seed=_int(summary.get("seed")),
+        metrics={k: float(v) for k, v in metrics.items()}, time=started or time,
+    )
+
+
+def run_from_wandb_summary(summary: dict[str, Any], source: str, run_id: str | None = None,
+                           time: float = 0.0, state: str | None = None) -> Run:
+    """A run from a W&B run summary: flat keys ``kind, status, ..., base/<metric>, probe/<metric>``.
+
+    ``state`` is W&B's own run state (``finished``, ``failed``, ``crashed``, ``running``), used when the
+    run died before it could record its ``status``.
+    """
+    status = summary.get("status") or state
+    if state in ("failed", "crashed", "killed", "running") and status == "finished":
+        status = state  # the run recorded success but W&B saw it die, or it is still going
+    metrics = {k: float(v) for k, v in summary.items()
+               if k.startswith(("base/", "probe/")) and _number(v) is not None}
+    return Run(
+        source=source, run_id=run_id, kind=summary.get("kind"), status=status, model=summary.get("model"),
+        dataset=summary.get("dataset"), target=summary.get("target"), width=_int(summary.get("width")),
+        depth=_int(summary.get("depth")), seed=_int(summary.get("seed")), metrics=metrics,
+        time=time or float(summary.get("_timestamp") or 0.0),
+    )
+
+
