@@ -250,3 +250,33 @@ def test_members_of_stacked_runs_count_as_their_seeds(tmp_path):
     assert [len(point.runs) for point in result.points if point.runs] == [5, 5]
     mean, _ = [p for p in result.points if p.x == 2][0].stats("probe/test/acc_best")
     assert mean == pytest.approx(0.7 + 0.02)
+
+
+def test_level_crossing_on_a_hand_made_curve():
+    from wide_lightning.report.figure4 import level_crossing
+
+    # the CPU scan of docs/results.md: widths 271..2000, the raw-pixel line at 0.695
+    widths, probe = [2000, 721, 544, 271], [0.88, 0.771, 0.586, 0.149]
+    assert level_crossing(widths, probe, 0.695) == pytest.approx(544 + (0.695 - 0.586) * 177 / (0.771 - 0.586))
+    assert level_crossing([1, 2, 3], [2000.0, 1000.0, 500.0], 784.0) == pytest.approx(2 + 216 / 500)  # falling
+    assert level_crossing([1, 2], [0.8, 0.9], 0.5) is None
+    assert level_crossing([1, 2], [0.5, 0.9], 0.5) == 1.0
+
+
+@pytest.mark.parametrize("x", ["depth", "width"])
+def test_the_report_says_where_the_probe_curve_meets_the_raw_input_line(tmp_path, capsys, x):
+    root = tmp_path / "runs"
+    for depth, probe in ((1, 0.88), (10, 0.77), (20, 0.5)):  # widths 1950, 1500, 1000
+        write_summary(root, depth=depth, seed=0, probe=probe)
+    write_baseline(root, 0.695, seed=0)  # RawInputLinear: width 784, the input dimension
+    result = report(runs=[str(root)], x=x, out=str(tmp_path / "fig"))
+    assert result.input_dimension == 784
+    assert result.probe_crossing_width() == pytest.approx(1000 + 0.195 * 500 / 0.27)
+    assert ("the probe curve meets the raw-input line at width 1361, interpolated (the paper: at w* = 784, "
+            "the input dimension)") in capsys.readouterr().out
+    assert matplotlib.image.imread(tmp_path / "fig.png")[..., :3].std() > 0.05
+
+
+def test_a_probe_curve_above_the_line_everywhere_is_said_so(runs_dir, tmp_path, capsys):
+    report(runs=[str(runs_dir)], out=str(tmp_path / "fig"))
+    assert "does not meet the raw-input line: above it at every width" in capsys.readouterr().out

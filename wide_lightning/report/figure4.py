@@ -30,6 +30,18 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
+def level_crossing(xs: list[float], ys: list[float], level: float) -> float | None:
+    """The first x (in ascending x) where the piecewise-linear curve through ``(xs, ys)`` reaches
+    ``level``, interpolated linearly; ``None`` if it stays on one side."""
+    pairs = sorted(zip(xs, ys))
+    for (x0, y0), (x1, y1) in zip(pairs, pairs[1:]):
+        if y0 == level:
+            return float(x0)
+        if (y0 - level) * (y1 - level) <= 0:
+            return x0 + (level - y0) * (x1 - x0) / (y1 - y0)
+    return float(pairs[-1][0]) if pairs and pairs[-1][1] == level else None
+
+
 @dataclass
 class Point:
     x: int
@@ -73,6 +85,42 @@ class Figure4:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def input_dimension(self) -> int | None:
+        """w* of Section 5.1: the raw-input linear classifier's width, the input's dimension (784 for MNIST)."""
+        widths = {run.width for run in self.baseline.runs if run.width} if self.baseline is not None else set()
+        return widths.pop() if len(widths) == 1 else None
+
+    def widths(self) -> list[tuple[int, float]]:
+        """``(x, width)`` of each point with runs (a depth scan's width n(L); a width scan's x)."""
+        pairs = []
+        for point in self.points:
+            if point.runs and (self.x == "width" or len(point.widths) == 1):
+                pairs.append((point.x, float(point.x if self.x == "width" else point.widths[0])))
+        return pairs
+
+    def probe_crossing_width(self) -> float | None:
+        """The width at which the probe's mean accuracy reaches the raw-input line (interpolated in width)."""
+        if self.baseline is None:
+            return None
+        width_of = dict(self.widths())
+        points = [p for p in self.points if p.runs and p.x in width_of]
+        return level_crossing([width_of[p.x] for p in points], [p.stats(PROBE_METRIC)[0] for p in points],
+                              self.baseline.mean)
+
+    def crossing_line(self) -> str | None:
+        """What the text says of Section 5.1's claim: where the probe curve meets the raw-input line."""
+        if self.baseline is None or not self.widths():
+            return None
+        where = self.probe_crossing_width()
+        w_star = self.input_dimension
+        paper = f" (the paper: at w* = {w_star}, the input dimension)" if w_star else ""
+        if where is not None:
+            return f"the probe curve meets the raw-input line at width {where:.0f}, interpolated{paper}"
+        width_of = dict(self.widths())
+        above = all(p.stats(PROBE_METRIC)[0] > self.baseline.mean for p in self.points if p.runs and p.x in width_of)
+        return f"the probe curve does not meet the raw-input line: {'above' if above else 'below'} it at every width{paper}"
+
+    @property
     def complete(self) -> bool:
         """Nothing planned is missing: every point has every seed, and the baseline exists."""
         return not (self.missing or self.fewer_seeds or self.baseline is None)
@@ -91,6 +139,9 @@ class Figure4:
                          + f" over {len(self.baseline.runs)} run(s)")
         else:
             lines.append(f"BASELINE MISSING: no finished {BASELINE_MODEL} run of {self.dataset} with {BASELINE_METRIC}")
+        crossing = self.crossing_line()
+        if crossing:
+            lines.append(crossing)
         for title, items in (("MISSING (x, seed) points", self.missing), ("FAILED OR UNFINISHED runs (not averaged)", self.failed),
                              ("FEWER SEEDS than planned", self.fewer_seeds), ("DUPLICATES (the newest kept)", self.duplicates),
                              ("OUTSIDE THE SWEEP GRID (not averaged)", self.outside_grid), ("NOTES", self.notes)):

@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from wide_lightning.report.figure4 import Figure4
+from wide_lightning.report.figure4 import Figure4, level_crossing
 from wide_lightning.report.runs import BASE_METRIC, PROBE_METRIC
 
 # -- outputs ----------------------------------------------------------------------------------------------
@@ -56,6 +56,19 @@ def draw(result: Figure4, path: str | os.PathLike) -> Path:
     if result.baseline is not None:
         handles.append(axes.axhline(result.baseline.mean, color="tab:green", linestyle="--",
                                     label="Linear classifier on new task"))
+    w_star = result.input_dimension
+    widths = result.widths()
+    if result.x == "width" and w_star:
+        handles.append(axes.axvline(w_star, color="gray", linestyle=":", label=f"w* = {w_star} (input dimension)"))
+    elif result.x == "depth" and widths:
+        # Section 5.1's claim is about width: the widths n(L) on a second axis, and w* where n(L) = w*
+        top = axes.twiny()
+        top.set_xlim(axes.get_xlim())
+        top.set_xticks([x for x, _ in widths], [f"{w:.0f}" for _, w in widths], fontsize="x-small", rotation=90)
+        top.set_xlabel("Width n(L)")
+        at = level_crossing([x for x, _ in widths], [w for _, w in widths], w_star) if w_star else None
+        if at is not None:
+            handles.append(axes.axvline(at, color="gray", linestyle=":", label=f"width w* = {w_star} (input dimension)"))
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel(result.x.capitalize())
     axes.set_ylabel("Test accuracy")
