@@ -130,8 +130,11 @@ class ImageDataModule(LightningDataModule, ABC):
             memory). ``"loader"``: a ``DataLoader`` over host memory, batches copied per step.
             ``"auto"`` (default): ``"device"`` on a CUDA device when the split fits, else ``"loader"``
             (the fallback is logged).
-        shuffle_seed: seed of the resident path's batch orders (epoch ``e`` from ``(seed, e)``);
-            default: the run's ``seed_everything`` seed. The loader path shuffles as Lightning does.
+        shuffle_seed: seed of the batch orders (epoch ``e`` from ``(seed, e)``, on both paths in one
+            process; Lightning's DistributedSampler under DDP); default: the run's ``seed_everything``.
+        input_scaling: what the network sees. ``"dataset"`` (default): pixels standardized by the
+            dataset's published mean and std. ``"none"``: pixels in [0, 1]. The paper does not say;
+            the atlas and the probes read the scaling of the run they come from.
     """
 
     name: str = "dataset"
@@ -159,8 +162,12 @@ class ImageDataModule(LightningDataModule, ABC):
         target: str | None = None,
         placement: Literal["auto", "device", "loader"] = "auto",
         shuffle_seed: int | None = None,
+        input_scaling: Literal["dataset", "none"] = "dataset",
     ) -> None:
         super().__init__()
+        if input_scaling not in ("dataset", "none"):
+            raise ValueError(f"input_scaling must be 'dataset' (the dataset's mean and std) or 'none' (pixels in "
+                             f"[0, 1]), got {input_scaling!r}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         if placement not in ("auto", "device", "loader"):
@@ -181,6 +188,7 @@ class ImageDataModule(LightningDataModule, ABC):
         self.target = target
         self.placement = placement
         self.shuffle_seed = shuffle_seed
+        self.input_scaling = input_scaling
         #: Set by a task that trains several models at once: one training batch order per seed.
         self.stacked_seeds: list[int] | None = None
         self.save_hyperparameters()
@@ -384,7 +392,10 @@ class ImageDataModule(LightningDataModule, ABC):
         return cached[1]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1] -> what the network was trained on (atlas icons go through this too)."""
+        """Pixels in [0, 1] -> what the network was trained on (atlas icons and probes go through this too):
+        standardized by the dataset's mean and std, or unchanged with ``input_scaling="none"``."""
+        if self.input_scaling == "none":
+            return x
         # Cached per device: ``torch.tensor(list, device="cuda")`` copies from pageable host memory, which
         # waits for the GPU, so building these every step kept the CPU from running ahead of it.
         key = (x.device, x.dtype)

@@ -53,7 +53,24 @@ def load_backbone_task(path: str | Path, purpose: str = "a linear probe") -> Cla
             f"(ConvClassifier or MLPClassifier), such as runs/<dataset>/<config>/checkpoints/last.ckpt.{hint}"
         )
     task = cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    task.training_data = marker.get("datamodule")  # the DataModule it was trained on, as recorded
     return task.eval()
+
+
+def input_scaling_of(training_data: dict[str, Any] | None) -> str:
+    """The ``input_scaling`` a recorded DataModule used (checkpoints from before the option: ``dataset``)."""
+    return ((training_data or {}).get("init_args") or {}).get("input_scaling") or "dataset"
+
+
+def check_probe_scaling(training_data: dict[str, Any] | None, datamodule: Any, path: str | Path) -> None:
+    """A probe must feed its frozen backbone inputs scaled as in the backbone's training."""
+    trained, given = input_scaling_of(training_data), getattr(datamodule, "input_scaling", "dataset")
+    if trained != given:
+        raise ValueError(
+            f"the backbone in {path} was trained on inputs with input_scaling={trained!r}, but the probe's data "
+            f"use {given!r}; set --data.init_args.input_scaling={trained} so the frozen features see what they "
+            f"were trained on."
+        )
 
 
 def check_probe_input(backbone: ClassificationTask, input_shape: tuple[int, ...], path: str | Path) -> None:
@@ -143,7 +160,12 @@ class LinearProbe(ClassificationTask):
         head = probe_head(backbone.net.width, num_classes, head_seed)
         self.net = ProbeNet(backbone.net.features, head, input_shape)
         self.backbone_hparams = init_arguments(backbone)
+        self.backbone_data = backbone.training_data
         self.lr
+
+    def setup(self, stage: str) -> None:
+        if self._trainer is not None and self.trainer.datamodule is not None:
+            check_probe_scaling(self.backbone_data, self.trainer.datamodule, self.hparams.backbone_checkpoint)
 
     def summary(self) -> dict[str, Any]:
         return with_backbone_facts(super().summary(), self.backbone_hparams)

@@ -28,6 +28,7 @@ from wide_lightning.tasks.probe import (
     CheckpointKindError,
     ProbeNet,
     check_probe_input,
+    check_probe_scaling,
     load_checkpoint_dict,
     probe_head,
     with_backbone_facts,
@@ -199,7 +200,9 @@ def load_stacked_backbone(path: str) -> StackedMLPClassifier:
             f"{path} is a {marker['task'].rpartition('.')[2]} checkpoint; StackedLinearProbe needs a "
             f"StackedMLPClassifier checkpoint (use LinearProbe for a single network)."
         )
-    return StackedMLPClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=False).eval()
+    task = StackedMLPClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=False).eval()
+    task.training_data = marker.get("datamodule")
+    return task
 
 
 class StackedLinearProbe(StackedTask):
@@ -231,7 +234,13 @@ class StackedLinearProbe(StackedTask):
             probes.append(StackedNet(members, trainable=lambda name: name.startswith("head.")))
         self.net = StackedGroups(probes) if isinstance(backbone.net, StackedGroups) else probes[0]
         self.backbone_hparams = init_arguments(backbone)
+        self.backbone_data = backbone.training_data
         self.lr
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self._trainer is not None and self.trainer.datamodule is not None:
+            check_probe_scaling(self.backbone_data, self.trainer.datamodule, self.hparams.backbone_checkpoint)
 
     def summary(self) -> dict[str, Any]:
         return with_backbone_facts(super().summary(), self.backbone_hparams)
