@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from tests.test_tasks import tiny_trainer
+from tests.test_tasks import tiny_trainer, train_backbone
 from wide_lightning.atlas.command import datamodule_from_checkpoint
 from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.data import MNIST, TranslatedMNIST
-from wide_lightning.tasks import LinearProbe, MLPClassifier
+from wide_lightning.tasks import LinearProbe
 
 
 def test_dataset_scaling_standardizes_and_none_keeps_pixels_in_0_1(fake_data_dir):
@@ -23,13 +23,7 @@ def test_dataset_scaling_standardizes_and_none_keeps_pixels_in_0_1(fake_data_dir
 
 @pytest.fixture()
 def unscaled_backbone(fake_data_dir, tmp_path):
-    data = TranslatedMNIST(data_dir=fake_data_dir, download=False, batch_size=64, input_scaling="none")
-    model = MLPClassifier(num_classes=data.num_classes, input_shape=data.input_shape, depth=1, width=16)
-    trainer = tiny_trainer()
-    trainer.fit(model, datamodule=data)
-    path = tmp_path / "unscaled.ckpt"
-    trainer.save_checkpoint(path)
-    return path
+    return train_backbone(fake_data_dir, tmp_path / "unscaled.ckpt", depth=1, input_scaling="none")
 
 
 def test_the_atlas_renders_with_the_scaling_the_network_was_trained_on(fake_data_dir, unscaled_backbone):

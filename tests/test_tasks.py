@@ -22,15 +22,19 @@ def tiny_trainer(**kwargs) -> Trainer:
     return Trainer(**options)
 
 
-@pytest.fixture()
-def backbone_checkpoint(fake_data_dir, tmp_path):
-    data = TranslatedMNIST(data_dir=fake_data_dir, download=False, batch_size=64)
-    model = MLPClassifier(num_classes=data.num_classes, input_shape=data.input_shape, depth=2, width=16)
+def train_backbone(fake_data_dir, path, depth: int = 2, **data_options):
+    """A tiny MLP trained briefly on fake translated MNIST, saved to ``path``."""
+    data = TranslatedMNIST(data_dir=fake_data_dir, download=False, batch_size=64, **data_options)
+    model = MLPClassifier(num_classes=data.num_classes, input_shape=data.input_shape, depth=depth, width=16)
     trainer = tiny_trainer()
     trainer.fit(model, datamodule=data)
-    path = tmp_path / "backbone.ckpt"
     trainer.save_checkpoint(path)
     return path
+
+
+@pytest.fixture()
+def backbone_checkpoint(fake_data_dir, tmp_path):
+    return train_backbone(fake_data_dir, tmp_path / "backbone.ckpt")
 
 
 def test_lr_rule_one_over_width():

@@ -108,10 +108,7 @@ class WideLightningCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def _subconfig(self) -> Any:
-        return self.config[self.subcommand] if self.subcommand else self.config
-
-    def _config_of_subcommand(self) -> Any:
-        # before ``self.subcommand`` is set (``_parse_ckpt_path`` runs earlier)
+        # from the config, not ``self.subcommand``: ``_parse_ckpt_path`` runs before that is set
         subcommand = self.config.get("subcommand")
         return self.config[subcommand] if subcommand else self.config
 
@@ -130,7 +127,7 @@ class WideLightningCLI(LightningCLI):
         continue the checkpoint's W&B run."""
         if self.config.get("subcommand") != "fit":
             return super()._parse_ckpt_path()
-        config = self._config_of_subcommand()
+        config = self._subconfig()
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
             return

@@ -32,7 +32,7 @@ class Interrupted(BaseException):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum
+        return exit_code_of(self.signum)
 
 
 def received() -> int | None:
