@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fake_data import make_cifar10, make_cifar100, make_mnist
+from tests.fake_data import make_cifar10, make_cifar100, make_image_folder, make_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder with fake MNIST (12,000 train / 400 test), CIFAR-10 and CIFAR-100 in their official formats.
+    """One folder with fake MNIST (12,000 train / 400 test), CIFAR-10 and CIFAR-100 in their official formats, and
+    an ``image_folder`` of 3 classes x 8 PNGs (configs/image_folder), and a small fake Fashion-MNIST.
 
     12,000 training digits let the shipped configs run unchanged (MNIST holds out 10,000 for validation).
     """
@@ -31,6 +32,8 @@ def fake_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_mnist(root, n_train=12_000)
     make_cifar10(root)
     make_cifar100(root)
+    make_image_folder(root / "image_folder")
+    make_mnist(root, n_train=600, n_test=100, folder="FashionMNIST")  # configs/mnist/probe_fashion_mnist.yaml
     return root
 
 

@@ -213,7 +213,7 @@ class ToyNet(nn.Module):
 def test_collect_from_datamodule_uses_the_eval_transform():
     dm = ToyData(download=False, augment=True)
     net = ToyNet()
-    result = collect_from_datamodule(net, dm, "train", batch_size=16)
+    result = collect_from_datamodule(net.features, dm, "train", batch_size=16)
     dataset = dm.dataset("train")
     expected = copy.deepcopy(net.features).eval()(dm.batch_transform(dataset.images, train=False)).detach()
     torch.testing.assert_close(result.activations, expected)
@@ -238,7 +238,7 @@ class SaveGathered(Callback):
         self.path = path
 
     def on_train_end(self, trainer, pl_module) -> None:
-        full = collect_from_datamodule(pl_module.net, trainer.datamodule, "train", batch_size=5, trainer=trainer)
+        full = collect_from_datamodule(pl_module.net.features, trainer.datamodule, "train", batch_size=5, trainer=trainer)
         if trainer.is_global_zero:
             torch.save({"activations": full.activations, "indices": full.indices, "digit": full.labels["digit"],
                         "world_size": trainer.world_size, "state": pl_module.net.state_dict()}, self.path)
@@ -260,7 +260,7 @@ def test_collect_under_ddp_spawn_two_cpu_processes(tmp_path: Path):
     dm = ToyData(download=False)
     reference_net = ToyNet(norm=False)
     reference_net.load_state_dict(saved["state"])
-    expected = collect_from_datamodule(reference_net, dm, "train")
+    expected = collect_from_datamodule(reference_net.features, dm, "train")
     assert saved["indices"].tolist() == list(range(37))
     torch.testing.assert_close(saved["activations"], expected.activations)
     assert saved["digit"].tolist() == expected.labels["digit"].tolist()
@@ -278,7 +278,7 @@ def test_pipeline_on_fake_mnist_convnet(fake_data_dir: Path, tmp_path: Path):
 
     dm = MNIST(data_dir=fake_data_dir, download=False, val_size=200)
     net = ConvNet(dm.input_shape, dm.num_classes, width=16, conv_channels=4)
-    result = collect_from_datamodule(net, dm, "train", batch_size=500)
+    result = collect_from_datamodule(net.features, dm, "train", batch_size=500)
     n = len(dm.dataset("train"))
     assert result.activations.shape == (n, 16) and result.indices.tolist() == list(range(n))
     assert (result.activations >= 0).all()  # post-ReLU

@@ -124,7 +124,7 @@ def test_layer_reader_names_and_errors(trained):
     assert layer_reader(model.net, "features")(x).shape == (2, 12)
     assert layer_reader(model.net, "input")(x).shape == (2, 784)
     assert layer_reader(model.net, "features.3")(x).shape == (2, 4)  # a conv output, read at its centre
-    with pytest.raises(LayerNotFoundError, match=r"layer 'features.99' does not exist; choose 'features'"):
+    with pytest.raises(LayerNotFoundError, match=r"layer 'features.99' does not exist in ConvNet; choose 'features'"):
         layer_reader(model.net, "features.99")
 
 
@@ -181,7 +181,7 @@ def test_command_rejects_a_wrong_checkpoint_and_wrong_data(trained, fake_data_di
     with pytest.raises(ValueError, match=r"takes inputs \(1, 28, 28\) but CIFAR10 gives \(3, 32, 32\)"):
         atlas_command(str(path), data=CIFAR10(data_dir=fake_data_dir, download=False))
     with pytest.raises(LayerNotFoundError):
-        atlas_command(str(path), layer="head", reducer="pca", max_points=300, device="cpu")
+        atlas_command(str(path), layer="classifier", reducer="pca", max_points=300, device="cpu")
 
 
 def test_command_line_parses_data_and_flags(trained, fake_data_dir, capsys):

@@ -82,3 +82,24 @@ def test_atlas_layout_prints_both_neighbour_graphs(fake_data_dir, tmp_path):
         assert 0.0 <= float(row[3]) <= 1.0  # the classes' kNN accuracy on each layout
     recall = re.search(r"NN-descent found (\S+)% of the exact 20 neighbours", output)
     assert recall is not None and 0.0 <= float(recall.group(1)) <= 100.0, output
+
+
+def test_atlas_judge_ceiling_names_real_images_beside_icons(fake_data_dir, tmp_path):
+    from lightning.pytorch import Trainer
+
+    from wide_lightning import MNIST, ConvClassifier
+    from wide_lightning.atlas.command import atlas
+
+    data = MNIST(data_dir=fake_data_dir, download=False, batch_size=32)
+    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=2), datamodule=data)
+    trainer.save_checkpoint(tmp_path / "run" / "checkpoints" / "tiny.ckpt")
+    folder = atlas(str(tmp_path / "run" / "checkpoints" / "tiny.ckpt"), data_dir=str(fake_data_dir), grid_size=3,
+                   min_density=2, steps=2, neurons=0, reducer="pca", device="cpu")
+    output = run_benchmark("atlas_judge_ceiling.py", "--data-dir", str(fake_data_dir), "--atlas", f"tiny n=8={folder}",
+                           "--validation-images", "50", cwd=tmp_path)
+    rows = [row for row in table_rows(output) if row[0] not in ("atlas", "dataset")]
+    assert rows[0][0] == "tiny n=8" and int(rows[0][1]) >= 1
+    assert all(0.0 <= float(value) <= 1.0 for value in rows[0][2:])
+    assert rows[1][:2] == ["MNIST", "50"] and 0.0 <= float(rows[1][2]) <= 1.0

@@ -142,7 +142,7 @@ def test_atlas_checks_every_setting_before_any_work(tmp_path, capsys, monkeypatc
     def no_work(*args, **kwargs):
         raise AssertionError("the checkpoint was read before the settings were checked")
 
-    monkeypatch.setattr(atlas_command, "load_backbone_task", no_work)
+    monkeypatch.setattr(atlas_command, "load_network", no_work)
     err = fails(capsys, "--checkpoint", str(tmp_path / "missing.ckpt"), option, command=atlas_command.main)
     assert err[-1].startswith(f"--{option[2:].split('=')[0]} must be")
 

@@ -266,7 +266,7 @@ def test_sigterm_stops_the_atlas_command_at_once(tmp_path, monkeypatch, capsys):
     def work_that_is_signalled(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)  # not reached
-    monkeypatch.setattr(atlas_command, "load_backbone_task", work_that_is_signalled)
+    monkeypatch.setattr(atlas_command, "load_network", work_that_is_signalled)
     started = time.monotonic()
     with pytest.raises(SystemExit) as exited:
         atlas_command.main(["--checkpoint", str(tmp_path / "any.ckpt"), "--out_dir", str(tmp_path / "atlas")])

@@ -3,7 +3,20 @@
 A LightningCLI toolkit for "Wider Networks Learn Better Features" (Gilboa & Gur-Ari, 2019).
 """
 
-from wide_lightning.data import CIFAR10, MNIST, CIFAR100Coarse, ImageDataModule, TranslatedMNIST
+from wide_lightning.data import (
+    CIFAR10,
+    EMNIST,
+    KMNIST,
+    MNIST,
+    SVHN,
+    CIFAR100Coarse,
+    FashionMNIST,
+    ImageDataModule,
+    ImageFolder,
+    TorchvisionCIFAR10,
+    TorchvisionCIFAR100,
+    TranslatedMNIST,
+)
 from wide_lightning.tasks import (
     ConvClassifier,
     LinearProbe,
@@ -19,12 +32,19 @@ __all__ = [
     "CIFAR10",
     "CIFAR100Coarse",
     "ConvClassifier",
+    "EMNIST",
+    "FashionMNIST",
     "ImageDataModule",
+    "ImageFolder",
+    "KMNIST",
     "LinearProbe",
     "MLPClassifier",
     "MNIST",
     "RawInputLinear",
+    "SVHN",
     "StackedLinearProbe",
     "StackedMLPClassifier",
+    "TorchvisionCIFAR10",
+    "TorchvisionCIFAR100",
     "TranslatedMNIST",
 ]

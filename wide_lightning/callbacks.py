@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from wide_lightning.atlas.collect import collect_from_datamodule
 from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
+from wide_lightning.atlas.layers import Position, class_scores, layer_reader, penultimate_head_weight
 from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
 from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import (
@@ -28,7 +29,7 @@ from wide_lightning.interruption import Interrupted, stop_promptly
 
 
 class ActivationAtlas(Callback):
-    """At the end of training, the atlas of the trained network's penultimate layer.
+    """At the end of training, the atlas of the trained network's penultimate layer (or of any ``layer``).
 
     Renders (a) the UMAP histogram coloured by class, (b) the atlas, (c) individual neurons, (d) the
     training images nearest each cell beside its icon; logs them to W&B as images, the cells as a
@@ -41,7 +42,11 @@ class ActivationAtlas(Callback):
     checkpoints and logged metrics are kept, and ``fit`` goes on to test. Skipped under
     ``fast_dev_run``. Arguments are those of ``AtlasSettings``, plus ``batch_size`` for collecting
     and ``output_dir``. ``preset`` (``recognizable`` or ``lucid_notebook``) sets how icons are
-    rendered; the rendering arguments left at ``None`` come from it.
+    rendered; the rendering arguments left at ``None`` come from it. ``layer`` names the layer by its
+    module path in the LightningModule (``features``, the default, is our networks' penultimate layer;
+    e.g. ``net.features.3``, or ``backbone.layer4`` of a module of your own) and ``position`` how a
+    convolutional layer gives one vector per example (``random``, the paper's; ``centre``; ``mean``):
+    see ``wide_lightning/atlas/layers.py``.
     """
 
     def __init__(
@@ -66,6 +71,8 @@ class ActivationAtlas(Callback):
         seed: int = 0,
         batch_size: int = 1024,
         output_dir: str | None = None,
+        layer: str = "features",
+        position: Position = "random",
     ) -> None:
         self.settings = AtlasSettings.from_preset(
             preset, grid_size=grid_size, min_density=min_density, steps=steps, whiten=whiten,
@@ -74,10 +81,16 @@ class ActivationAtlas(Callback):
             icon_size=icon_size, reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed)
         self.batch_size = batch_size
         self.output_dir = output_dir
+        self.layer = layer
+        self.position = position
         self.result: AtlasResult | None = None
         self.directory: Path | None = None
         self.error: BaseException | None = None
         self.interrupted: Interrupted | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # a layer name that does not exist is refused before training, not after it
+            layer_reader(pl_module, self.layer, self.position, self.settings.seed)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:
@@ -101,26 +114,30 @@ class ActivationAtlas(Callback):
     def _collect_and_render(self, trainer: Trainer, pl_module: LightningModule, out_dir: Path) -> None:
         datamodule = trainer.datamodule
         try:  # a collective: every rank collects its share, all ranks raise together on a failure
-            activations = collect_from_datamodule(pl_module.net, datamodule, "train", batch_size=self.batch_size,
+            read = layer_reader(pl_module, self.layer, self.position, self.settings.seed)
+            activations = collect_from_datamodule(read, datamodule, "train", batch_size=self.batch_size,
                                                   device=pl_module.device, trainer=trainer)
         except Exception as error:  # noqa: BLE001 - the trained model must survive a failed atlas
             self._report(trainer, out_dir, error)
             return
         if trainer.is_global_zero:
             try:
-                self._render(trainer, pl_module, activations, out_dir)
+                self._render(trainer, pl_module, read, activations, out_dir)
             except Exception as error:  # noqa: BLE001 - the trained model must survive a failed figure
                 self._report(trainer, out_dir, error)
         trainer.strategy.barrier("activation_atlas")
 
-    def _render(self, trainer: Trainer, pl_module: LightningModule, activations: Any, out_dir: Path) -> None:
+    def _render(self, trainer: Trainer, pl_module: LightningModule, read: Any, activations: Any, out_dir: Path) -> None:
         datamodule = trainer.datamodule
-        net = pl_module.net
+        images = datamodule.dataset("train").images
+        sample = datamodule.batch_transform(images[:2].to(pl_module.device), train=False)
         result = build_atlas(
-            activations, net.features, **render_kwargs(datamodule), settings=self.settings, head_weight=net.head.weight,
-            class_label=datamodule.target, device=pl_module.device, log=rank_zero_info,
-            images=datamodule.dataset("train").images, network=net, label_periods=datamodule.label_periods,
-            title=f"{type(datamodule).__name__}, width {net.width}",
+            activations, read, **render_kwargs(datamodule), settings=self.settings,
+            head_weight=penultimate_head_weight(pl_module, self.layer), class_label=datamodule.target,
+            device=pl_module.device, log=rank_zero_info, images=images,
+            network=class_scores(pl_module, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
+            title=f"{type(datamodule).__name__}, " + (f"width {activations.width}" if self.layer == "features"
+                                                      else f"{self.layer} ({activations.width} values)"),
         )
         finals = {f"atlas/final/{k}": float(v) for k, v in trainer.callback_metrics.items() if k.endswith("acc")}
         result.metrics.update(finals)

@@ -1,7 +1,9 @@
 """Step 1 of an atlas (spec 2.1): one activation vector per example of a dataset, in dataset order.
 
-The penultimate layer of our networks is fully connected, so there is no spatial sampling: every
-example gives exactly one float32 vector ``features(transform(image))``. The network runs in
+Every example gives exactly one float32 vector ``features(transform(image))``: our networks'
+penultimate layer is fully connected; a convolutional layer read by ``layers.LayerActivations`` gives
+the vector at one position per example, drawn from the example's dataset index (the paper's
+footnote 1), which is why readers that ask for them get each batch's ``indices``. The network runs in
 ``eval()`` mode under ``torch.no_grad()`` with no augmentation (``transform`` is the dataset's
 ``batch_transform(x, train=False)``), and its original train/eval mode is restored afterwards.
 
@@ -130,14 +132,17 @@ def collect_activations(
     indices = shard_indices(n, rank, world_size)
     device = torch.device(device) if device is not None else _module_device(features)
     was_training = features.training if isinstance(features, nn.Module) else None
+    positions = getattr(features, "reads_positions", False)
     chunks = []
     try:
         if isinstance(features, nn.Module):
             features.eval()
         with torch.no_grad():
             for start in range(0, len(indices), batch_size):
-                batch = images[indices[start : start + batch_size]].to(device, non_blocking=True)
-                out = features(transform(batch))
+                rows = indices[start : start + batch_size]
+                batch = images[rows].to(device, non_blocking=True)
+                # a reader of a convolutional layer draws each example's position from its index (layers.py)
+                out = features(transform(batch), indices=rows) if positions else features(transform(batch))
                 if out.ndim != 2:
                     out = out.flatten(1)
                 chunks.append(out.detach().to("cpu", torch.float32))
@@ -228,7 +233,7 @@ def gather_activations(local: ActivationSet, strategy: Any, n: int) -> Activatio
 
 
 def collect_from_datamodule(
-    net: nn.Module,
+    features: Callable[..., torch.Tensor],
     datamodule: Any,
     split: str = "train",
     *,
@@ -236,7 +241,8 @@ def collect_from_datamodule(
     device: torch.device | str | None = None,
     trainer: Any | None = None,
 ) -> ActivationSet:
-    """``net.features`` over a whole split of an ``ImageDataModule``, without augmentation.
+    """``features`` (e.g. ``net.features`` or a ``layers.layer_reader``) over a whole split of an
+    ``ImageDataModule``, without augmentation.
 
     With a ``trainer`` the work is shared over its ranks and gathered (a collective: call on every
     rank); every rank returns all ``len(split)`` rows in dataset order. If collecting fails on any
@@ -248,11 +254,11 @@ def collect_from_datamodule(
         return datamodule.batch_transform(x, train=False)
 
     if trainer is None or getattr(trainer, "world_size", 1) == 1:
-        return collect_activations(net.features, dataset, transform, batch_size=batch_size, device=device)
+        return collect_activations(features, dataset, transform, batch_size=batch_size, device=device)
     local, failure = None, None
     try:  # this rank's share of the split, sampler padding included
         local = collect_activations(
-            net.features, dataset, transform, batch_size=batch_size, device=device,
+            features, dataset, transform, batch_size=batch_size, device=device,
             rank=trainer.global_rank, world_size=trainer.world_size,
         )
     except Exception as error:  # noqa: BLE001 - re-raised below once every rank knows

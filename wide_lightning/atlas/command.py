@@ -5,10 +5,13 @@
     wide-lightning-atlas --checkpoint X.ckpt --control untrained     # Appendix A.1
     wide-lightning-atlas --checkpoint X.ckpt --control raw_input     # Appendix A.2
     wide-lightning-atlas --checkpoint X.ckpt --preset lucid_notebook  # the paper's literal icons
+    wide-lightning-atlas --checkpoint X.ckpt --layer net.features.3 --position random  # a conv layer
+    wide-lightning-atlas --checkpoint any.ckpt --model my_package.MyLightningModule --data ImageFolder ...
+    wide-lightning-atlas --model torchvision.models.resnet18 --weights DEFAULT --layer layer4 --data ...
 
 The DataModule is rebuilt from the checkpoint (runs of ``wide-lightning fit`` record it, and the
 folder its files were in) unless ``--data`` gives one; ``--data_dir`` overrides only where the
-files are.
+files are. A network that is not ours (``--model``) needs ``--data``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ from typing import Any, Callable, Literal
 import torch
 
 from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.atlas.layers import layer_reader
+from wide_lightning.atlas.layers import (
+    Position,
+    class_scores,
+    layer_reader,
+    penultimate_head_weight,
+)
 from wide_lightning.atlas.pipeline import build_atlas, subset_indices
 from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import (
@@ -35,8 +43,12 @@ from wide_lightning.atlas.settings import (
     Transforms,
 )
 from wide_lightning.data.base import ImageDataModule
+from wide_lightning.tasks.backbone import (
+    CheckpointKindError,
+    load_checkpoint_dict,
+    load_network,
+)
 from wide_lightning.tasks.base import CHECKPOINT_KEY, init_arguments
-from wide_lightning.tasks.probe import CheckpointKindError, load_backbone_task, load_checkpoint_dict
 
 
 def datamodule_from_checkpoint(checkpoint: str | Path, data_dir: str | None = None,
@@ -82,11 +94,14 @@ def check_settings(grid_size: int | None, steps: int | None, min_density: int, n
 
 
 def atlas(
-    checkpoint: str,
+    checkpoint: str | None = None,
+    model: str | None = None,
+    weights: str | None = None,
     data: ImageDataModule | None = None,
     data_dir: str | None = None,
     out_dir: str | None = None,
     layer: str = "features",
+    position: Position = "random",
     control: Literal["none", "untrained", "raw_input"] = "none",
     grid_size: int | None = None,
     min_density: int = 10,
@@ -114,12 +129,21 @@ def atlas(
     """Render the atlas figures of a trained classifier and write them next to it.
 
     Args:
-        checkpoint: a base-training checkpoint (ConvClassifier or MLPClassifier).
+        checkpoint: a base-training checkpoint (ConvClassifier or MLPClassifier), or with ``model`` the
+            checkpoint of that LightningModule (or a state dict for an ``nn.Module``).
+        model: a network that is not ours, by its dotted path: a LightningModule class (with
+            ``checkpoint``) or a class or function building an ``nn.Module`` (``torchvision.models.resnet18``).
+        weights: with ``model``: a torchvision weights name (``DEFAULT``; downloaded once) or a state-dict file.
         data: the DataModule whose ``split`` is laid out (default: the one recorded in the checkpoint).
         data_dir: where the dataset's files are, overriding the recorded or given DataModule's.
-        out_dir: output folder (default: ``atlas/`` beside the checkpoint's folder; never overwritten).
-        layer: ``features`` (the penultimate layer), ``input`` (the pixels) or a module of
-            ``net.features`` such as ``features.3``.
+        out_dir: output folder (default: ``atlas/`` beside the checkpoint's folder, ``atlas_<layer>/``
+            for another layer, or ``runs/atlas/<model>``; never overwritten).
+        layer: ``features`` (our networks' penultimate layer), ``input`` (the pixels), or any module by
+            its path in the network: ``net.features.3`` (ours; ``features.3`` also works), ``layer4``.
+        position: how a convolutional layer gives one vector per example: ``random`` (one seeded random
+            position per example, the paper's footnote 1; icons rendered at the centre, as lucid),
+            ``centre``, ``mean`` (spatial average) or ``flatten`` (every position), in collecting
+            and rendering alike.
         control: ``untrained``: the same architecture freshly initialized (Appendix A.1, seeded);
             ``raw_input``: activations = pixels (Appendix A.2), whose icons are the whitened cell
             averages themselves, as in the paper (``layer="input"`` too), not optimized images.
@@ -143,14 +167,21 @@ def atlas(
     check_settings(grid_size, steps, min_density, neurons, max_points, icon_size, whiten_ridge, cossim_pow, batch_size)
     if space == "classifier_subspace" and (layer != "features" or control == "raw_input"):
         raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
-    task = load_backbone_task(checkpoint, purpose="an atlas")
+    ours = model is None
+    task = load_network(checkpoint, model, weights, purpose="an atlas")
+    if data is None and not ours:
+        raise ValueError(f"--model {model}: name the data to lay out, e.g. --data ImageFolder --data.root DIR "
+                         f"(a DataModule is recorded only in `wide-lightning fit` checkpoints).")
     datamodule = data if data is not None else datamodule_from_checkpoint(checkpoint, data_dir)
     if data is not None and data_dir is not None:
         datamodule.data_dir = Path(data_dir)
-    if tuple(datamodule.input_shape) != tuple(task.net.input_shape):
-        raise ValueError(f"{checkpoint} takes inputs {tuple(task.net.input_shape)} but {type(datamodule).__name__} "
+    expected = getattr(getattr(task, "net", None), "input_shape", None)
+    if expected is not None and tuple(datamodule.input_shape) != tuple(expected):
+        raise ValueError(f"{checkpoint} takes inputs {tuple(expected)} but {type(datamodule).__name__} "
                          f"gives {tuple(datamodule.input_shape)}.")
     if control == "untrained":
+        if not ours:
+            raise ValueError("--control untrained re-initializes one of our networks; --model networks are read as given.")
         torch.manual_seed(seed)
         task = type(task)(**init_arguments(task)).eval()
     if control == "raw_input":
@@ -158,7 +189,7 @@ def atlas(
         whiten = True if whiten is None else whiten
     run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     task = task.to(run_device)
-    read = layer_reader(task.net, layer)
+    read = layer_reader(task, layer, position, seed)
     given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
     settings = (AtlasSettings.preview if preview else AtlasSettings.from_preset)(
         preset, min_density=min_density, whiten=whiten, whiten_ridge=whiten_ridge, objective=objective,
@@ -166,6 +197,13 @@ def atlas(
         reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed,
         icons="directions" if layer == "input" else "optimized", **given)
     dataset = datamodule.dataset(split)
+    sample = datamodule.batch_transform(dataset.images[:2].to(run_device), train=False)
+    try:
+        with torch.no_grad():
+            width = read(sample).shape[1]
+    except Exception as error:  # noqa: BLE001 - one sentence instead of a stack from inside someone's network
+        raise ValueError(f"{model or checkpoint} cannot read {type(datamodule).__name__}'s inputs of shape "
+                         f"{tuple(sample.shape[1:])} at layer {layer!r}: {type(error).__name__}: {error}") from None
     if settings.max_points is not None and settings.max_points < len(dataset):  # collect only what is laid out
         dataset = dataset.subset(subset_indices(len(dataset), settings.max_points, settings.seed))
     collect_started = time.perf_counter()
@@ -174,15 +212,21 @@ def atlas(
     collect_seconds = time.perf_counter() - collect_started
     result = build_atlas(
         activations, read, **render_kwargs(datamodule), settings=settings,
-        head_weight=task.net.head.weight if layer == "features" else None,  # the head reads the penultimate layer
-        class_label=datamodule.target, device=run_device, log=print, images=dataset.images, network=task.net,
-        label_periods=datamodule.label_periods,
-        title=f"{type(datamodule).__name__}, width {task.net.width}" + ("" if control == "none" else f" ({control})"),
+        head_weight=penultimate_head_weight(task, layer),  # the head reads the penultimate layer
+        class_label=datamodule.target, device=run_device, log=print, images=dataset.images,
+        network=class_scores(task, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
+        title=f"{type(datamodule).__name__}, " + (f"width {width}" if layer == "features" else f"{layer} ({width} values)")
+              + ("" if control == "none" else f" ({control})"),
     )
     result.metrics["atlas/seconds/collect"] = collect_seconds
     result.metrics["atlas/seconds/total"] = time.perf_counter() - started
-    target = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / (
-        "atlas" if control == "none" else f"atlas_{control}")
+    name = f"atlas_{control}" if control != "none" else ("atlas" if layer == "features" else f"atlas_{layer.replace('.', '_')}")
+    if out_dir:
+        target = Path(out_dir)
+    elif checkpoint is not None:
+        target = Path(checkpoint).resolve().parent.parent / name
+    else:
+        target = Path("runs") / "atlas" / model.rpartition(".")[2]
     directory = result.save(target)
     print("\n".join(metric_lines(result.metrics)))
     print(f"atlas written to {directory}")

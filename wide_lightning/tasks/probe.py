@@ -2,59 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import nn
 
+from wide_lightning.atlas.layers import layer_reader
 from wide_lightning.nets import PixelLinear, init_head_
-from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
-
-
-class CheckpointKindError(ValueError):
-    """A checkpoint that is missing, unreadable, or not of the kind asked for."""
-
-
-def load_checkpoint_dict(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointKindError(f"checkpoint {path} does not exist; pass the .ckpt file a `wide-lightning fit` run wrote.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise CheckpointKindError(f"checkpoint {path} cannot be read ({error!r}); it is truncated or not a checkpoint.") from error
-    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
-        raise CheckpointKindError(
-            f"{path} is not a wide_lightning checkpoint (no {CHECKPOINT_KEY!r} entry); expected a checkpoint "
-            f"written by `wide-lightning fit` with a ConvClassifier or MLPClassifier model."
-        )
-    return checkpoint
-
-
-def load_backbone_task(path: str | Path, purpose: str = "a linear probe") -> ClassificationTask:
-    """The base-training task saved in ``path`` (a ConvClassifier or MLPClassifier), in eval mode on the CPU.
-
-    ``purpose`` names what needs it in the error for a checkpoint of another kind.
-    """
-    checkpoint = load_checkpoint_dict(path)
-    marker = checkpoint[CHECKPOINT_KEY]
-    module_name, _, class_name = marker["task"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if cls is None or not issubclass(cls, ClassificationTask):
-        raise CheckpointKindError(f"{path} names task {marker['task']!r}, which wide_lightning does not know.")
-    if not marker.get("is_backbone", False):
-        backbone = (checkpoint.get("hyper_parameters") or {}).get("backbone_checkpoint")
-        hint = f" Its frozen backbone is {backbone}: use that." if backbone else ""
-        raise CheckpointKindError(
-            f"{path} is a {class_name} checkpoint; {purpose} needs a base-training checkpoint "
-            f"(ConvClassifier or MLPClassifier), such as runs/<dataset>/<config>/checkpoints/last.ckpt.{hint}"
-        )
-    task = cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    task.training_data = marker.get("datamodule")  # the DataModule it was trained on, as recorded
-    return task.eval()
+from wide_lightning.tasks.backbone import (  # noqa: F401  (the probe's names for them, older imports)
+    CheckpointKindError,
+    load_backbone_task,
+    load_checkpoint_dict,
+    load_network,
+    read_checkpoint,
+)
+from wide_lightning.tasks.base import ClassificationTask, LearningRate, init_arguments
 
 
 def input_scaling_of(training_data: dict[str, Any] | None) -> str:
@@ -128,47 +93,78 @@ class ProbeNet(nn.Module):
 
 
 class LinearProbe(ClassificationTask):
-    """A fresh linear head on the frozen features of a trained classifier (Section 5).
+    """A fresh linear head on the frozen features of a trained network (Section 5), at any layer.
 
     Args:
         backbone_checkpoint: the base-training ``.ckpt`` to take the features from (its own
-            argument, not ``--ckpt_path``, which resumes *this* run).
+            argument, not ``--ckpt_path``, which resumes *this* run); with ``backbone_model``, that
+            module's checkpoint (or ``None`` with ``backbone_weights``).
         num_classes, input_shape: linked from the DataModule (the new task); the class count may differ
             from the backbone's, the input shape may not.
         lr: learning rate of the head (the paper uses the base-training rate; it is silent on probes).
         momentum: SGD momentum.
         head_seed: draw the head's initialization from this seed (a transfer run passes its
             ``seed_everything``); ``None`` draws it from the global random stream.
+        layer: the frozen layer, by its module path in the backbone (``features``: our networks'
+            penultimate layer, the paper's; e.g. ``net.features.3``, ``layer4``).
+        pool: how a convolutional layer ``[B, C, H, W]`` becomes the head's input: ``mean`` (global
+            average pooling, ``C`` values; the default), ``flatten`` (every position, ``C*H*W``) or
+            ``centre`` (the centre position). Vector layers are taken as they are.
+        backbone_model: a backbone that is not ours, by its dotted path: a LightningModule class (loaded
+            from ``backbone_checkpoint``) or a function or class building an ``nn.Module``
+            (``torchvision.models.resnet18``); see ``tasks/backbone.py``.
+        backbone_weights: with a torchvision ``backbone_model``: a weights name (``DEFAULT``) or a state-dict file.
 
     Use a DataModule with ``test_each_epoch: true``: the paper reports the best test accuracy over
-    fine-tuning epochs, logged here as ``test/acc_best``.
+    fine-tuning epochs, logged here as ``test/acc_best``. A backbone trained on another dataset than
+    the probe's is allowed (it is a transfer) and said in the log and the summary.
     """
 
     def __init__(
         self,
-        backbone_checkpoint: str,
+        backbone_checkpoint: str | None,
         num_classes: int,
         input_shape: tuple[int, int, int],
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
         head_seed: int | None = None,
+        layer: str = "features",
+        pool: Literal["mean", "flatten", "centre"] = "mean",
+        backbone_model: str | None = None,
+        backbone_weights: str | None = None,
     ) -> None:
         super().__init__(num_classes, lr, momentum)
         self.save_hyperparameters()
-        backbone = load_backbone_task(backbone_checkpoint)
-        check_probe_input(backbone, input_shape, backbone_checkpoint)
-        head = probe_head(backbone.net.width, num_classes, head_seed)
-        self.net = ProbeNet(backbone.net.features, head, input_shape)
-        self.backbone_hparams = init_arguments(backbone)
-        self.backbone_data = backbone.training_data
+        if pool not in ("mean", "flatten", "centre"):
+            raise ValueError(f"pool must be 'mean', 'flatten' or 'centre', got {pool!r}.")
+        backbone = load_network(backbone_checkpoint, backbone_model, backbone_weights)
+        if backbone_model is None:
+            check_probe_input(backbone, input_shape, backbone_checkpoint)
+        features = layer_reader(backbone, layer, position=pool)
+        features = features if isinstance(features, nn.Module) else nn.Flatten()  # layer "input": the pixels
+        with torch.no_grad():
+            width = features.eval()(torch.zeros(2, *input_shape)).shape[1]
+        self.net = ProbeNet(features, probe_head(width, num_classes, head_seed), input_shape)
+        self.backbone_hparams = init_arguments(backbone) if isinstance(backbone, ClassificationTask) else {}
+        self.backbone_data = getattr(backbone, "training_data", None)
+        self.backbone_name = backbone_checkpoint or backbone_model
         self.lr
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None and self.trainer.datamodule is not None:
-            check_probe_scaling(self.backbone_data, self.trainer.datamodule, self.hparams.backbone_checkpoint)
+            datamodule = self.trainer.datamodule
+            check_probe_scaling(self.backbone_data, datamodule, self.backbone_name)
+            trained_on = (self.backbone_data or {}).get("class_path")
+            probed_on = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+            if trained_on is not None and trained_on.rpartition(".")[2] != type(datamodule).__name__:
+                rank_zero_warn(f"transfer across datasets: the backbone {self.backbone_name} was trained on "
+                               f"{trained_on.rpartition('.')[2]}, the probe trains on {type(datamodule).__name__}.")
+            self.datasets = {"backbone_dataset": trained_on or "unknown", "probe_dataset": probed_on}
 
     def summary(self) -> dict[str, Any]:
-        return with_backbone_facts(super().summary(), self.backbone_hparams)
+        facts = with_backbone_facts(super().summary(), self.backbone_hparams)
+        facts.update(getattr(self, "datasets", {}), layer=self.hparams.layer)
+        return facts
 
 
 class RawInputLinear(ClassificationTask):
