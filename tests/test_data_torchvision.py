@@ -125,13 +125,18 @@ def test_svhn_reads_the_mat_files_and_labels_digit_zero_0(tmp_path, monkeypatch)
     assert (tmp_path / "SVHN" / STATS_FILE).is_file()
 
 
-def test_a_corrupt_svhn_file_is_named_with_the_md5_torchvision_expects(tmp_path, monkeypatch):
-    make_svhn(tmp_path)
+@pytest.mark.parametrize("make, path, keep, cls", [
+    (make_svhn, "SVHN/test_32x32.mat", 500, SVHN),
+    (lambda root: make_cifar10(root, per_batch=2, n_test=2, str_keys=True), "cifar-10-batches-py/data_batch_3", 1000,
+     TorchvisionCIFAR10),
+], ids=["svhn", "cifar10"])
+def test_a_corrupt_file_is_named_with_the_md5_torchvision_expects(tmp_path, monkeypatch, make, path, keep, cls):
+    make(tmp_path)
     accept_fake_md5s(monkeypatch, tmp_path)
-    path = tmp_path / "SVHN" / "test_32x32.mat"
-    path.write_bytes(path.read_bytes()[:500])
-    with pytest.raises(DatasetFileError, match=r"test_32x32.mat: md5 \w+ is not the official"):
-        SVHN(data_dir=tmp_path, download=False).setup()
+    target = tmp_path / path
+    target.write_bytes(target.read_bytes()[:keep])
+    with pytest.raises(DatasetFileError, match=rf"{target.name}: md5 \w+ is not the official"):
+        cls(data_dir=tmp_path, download=False).setup()
 
 
 def test_torchvision_cifar10_gives_the_pixels_of_our_cifar10(tmp_path, monkeypatch):
@@ -205,15 +210,6 @@ def test_the_cli_links_the_emnist_split_s_classes_into_the_model(tmp_path):
                      "--model=wide_lightning.MLPClassifier", "--model.width=8", "--model.lr=0.1",
                      "--trainer.logger=false"], run=False)
     assert cli.model.hparams.num_classes == 47 and tuple(cli.model.hparams.input_shape) == (1, 28, 28)
-
-
-def test_a_corrupt_cifar_batch_is_named_with_the_md5_torchvision_expects(tmp_path, monkeypatch):
-    make_cifar10(tmp_path, per_batch=2, n_test=2, str_keys=True)
-    accept_fake_md5s(monkeypatch, tmp_path)
-    path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
-    path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(DatasetFileError, match=r"data_batch_3: md5 \w+ is not the official"):
-        TorchvisionCIFAR10(data_dir=tmp_path, download=False).setup()
 
 
 def test_download_goes_through_torchvision_and_offline_still_names_the_files(tmp_path, monkeypatch):

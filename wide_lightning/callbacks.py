@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from wide_lightning.atlas.collect import collect_from_datamodule
 from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
-from wide_lightning.atlas.layers import Position, class_scores, layer_reader, penultimate_head_weight
+from wide_lightning.atlas.layers import Position, class_scores, describe_layer, layer_reader, penultimate_head_weight
 from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
 from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import (
@@ -136,8 +136,7 @@ class ActivationAtlas(Callback):
             head_weight=penultimate_head_weight(pl_module, self.layer), class_label=datamodule.target,
             device=pl_module.device, log=rank_zero_info, images=images,
             network=class_scores(pl_module, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
-            title=f"{type(datamodule).__name__}, " + (f"width {activations.width}" if self.layer == "features"
-                                                      else f"{self.layer} ({activations.width} values)"),
+            title=f"{type(datamodule).__name__}, {describe_layer(self.layer, activations.width)}",
         )
         finals = {f"atlas/final/{k}": float(v) for k, v in trainer.callback_metrics.items() if k.endswith("acc")}
         result.metrics.update(finals)

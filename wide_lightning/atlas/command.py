@@ -28,6 +28,7 @@ from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.layers import (
     Position,
     class_scores,
+    describe_layer,
     layer_reader,
     penultimate_head_weight,
 )
@@ -215,8 +216,7 @@ def atlas(
         head_weight=penultimate_head_weight(task, layer),  # the head reads the penultimate layer
         class_label=datamodule.target, device=run_device, log=print, images=dataset.images,
         network=class_scores(task, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
-        title=f"{type(datamodule).__name__}, " + (f"width {width}" if layer == "features" else f"{layer} ({width} values)")
-              + ("" if control == "none" else f" ({control})"),
+        title=f"{type(datamodule).__name__}, {describe_layer(layer, width)}" + ("" if control == "none" else f" ({control})"),
     )
     result.metrics["atlas/seconds/collect"] = collect_seconds
     result.metrics["atlas/seconds/total"] = time.perf_counter() - started

@@ -62,13 +62,18 @@ def find_module(model: nn.Module, path: str) -> tuple[str, nn.Module]:
     raise LayerNotFoundError(f"layer {path!r} does not exist in {type(model).__name__}; choose {special}one of {shown}.")
 
 
+def _our_network(model: nn.Module) -> nn.Module | None:
+    """The network with our ``features`` and ``head`` (``model.net`` of a task, or ``model`` itself), else ``None``."""
+    for owner in (getattr(model, "net", None), model):
+        if isinstance(getattr(owner, "features", None), nn.Module) and isinstance(getattr(owner, "head", None), nn.Module):
+            return owner
+    return None
+
+
 def _penultimate(model: nn.Module) -> nn.Module | None:
     """Our networks' ``features`` module (``model.net.features`` of a task, ``model.features`` of a network)."""
-    for owner in (getattr(model, "net", None), model):
-        features = getattr(owner, "features", None)
-        if isinstance(features, nn.Module) and isinstance(getattr(owner, "head", None), nn.Module):
-            return features
-    return None
+    network = _our_network(model)
+    return None if network is None else network.features
 
 
 def example_positions(indices: torch.Tensor, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -162,7 +167,7 @@ def layer_reader(model: nn.Module, layer: str = "features", position: Position =
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {list(POSITIONS)}, got {position!r}.")
     if layer == "input":
-        return _flatten
+        return nn.Flatten()
     if layer == "features":
         features = _penultimate(model)
         if features is None:
@@ -173,20 +178,17 @@ def layer_reader(model: nn.Module, layer: str = "features", position: Position =
     return LayerActivations(model, layer, position, seed)
 
 
-def _flatten(x: torch.Tensor) -> torch.Tensor:
-    return x.flatten(1)
+
+def describe_layer(layer: str, width: int) -> str:
+    """How an atlas's title names the layer it reads."""
+    return f"width {width}" if layer == "features" else f"{layer} ({width} values)"
 
 
 def penultimate_head_weight(model: nn.Module, layer: str) -> torch.Tensor | None:
     """The classifier's weights ``[k, D]`` when ``layer`` is what our head reads (``features``), else ``None``:
     the classifier-subspace numbers need them."""
-    if layer != "features":
-        return None
-    for owner in (getattr(model, "net", None), model):
-        head = getattr(owner, "head", None)
-        if isinstance(getattr(owner, "features", None), nn.Module) and isinstance(head, nn.Linear):
-            return head.weight
-    return None
+    network = _our_network(model) if layer == "features" else None
+    return network.head.weight if network is not None and isinstance(network.head, nn.Linear) else None
 
 
 def class_scores(model: nn.Module, num_classes: int, sample: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:

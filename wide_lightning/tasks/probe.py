@@ -17,7 +17,6 @@ from wide_lightning.tasks.backbone import (  # noqa: F401  (the probe's names fo
     load_backbone_task,
     load_checkpoint_dict,
     load_network,
-    read_checkpoint,
 )
 from wide_lightning.tasks.base import ClassificationTask, LearningRate, init_arguments
 
@@ -141,7 +140,6 @@ class LinearProbe(ClassificationTask):
         if backbone_model is None:
             check_probe_input(backbone, input_shape, backbone_checkpoint)
         features = layer_reader(backbone, layer, position=pool)
-        features = features if isinstance(features, nn.Module) else nn.Flatten()  # layer "input": the pixels
         with torch.no_grad():
             width = features.eval()(torch.zeros(2, *input_shape)).shape[1]
         self.net = ProbeNet(features, probe_head(width, num_classes, head_seed), input_shape)
