@@ -76,6 +76,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recognizable, icon 80": ("recognizable", {"icon_size": 80}),
     "recognizable, pow 8": ("recognizable", {"cossim_pow": 8.0}),
     "recognizable, 1024 steps": ("recognizable", {"steps": 1024}),
+    "recognizable, cosine lr": ("recognizable", {"lr_schedule": "cosine"}),
+    "recognizable, cosine lr 0.1": ("recognizable", {"lr_schedule": "cosine", "lr": 0.1}),
+    "recognizable, 1024 steps, cosine lr": ("recognizable", {"steps": 1024, "lr_schedule": "cosine"}),
+    "recognizable, 4 samples": ("recognizable", {"transform_samples": 4}),
+    "recognizable, 4 samples, cosine lr": ("recognizable", {"transform_samples": 4, "lr_schedule": "cosine"}),
 }
 #: one factor at a time around the default preset, and the variants the other networks repeat
 AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]

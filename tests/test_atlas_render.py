@@ -270,6 +270,24 @@ def test_render_icons_with_whole_transforms_raises_the_objective():
         render_icons(net.features, dirs, input_shape=shape, steps=2, transforms="lucent")
 
 
+def test_averaged_transform_draws_and_a_decaying_rate_raise_the_objective():
+    shape = (1, 28, 28)
+    net, dirs = _net_and_directions(shape)
+    plain = render_icons(net.features, dirs, input_shape=shape, normalize=_normalize, steps=20, objective="true_cosine")
+    one = render_icons(net.features, dirs, input_shape=shape, normalize=_normalize, steps=20, objective="true_cosine",
+                       transform_samples=1, lr_schedule="constant")
+    assert torch.equal(plain.icons, one.icons)  # the defaults are lucid's loop exactly
+    for options in (dict(transform_samples=3), dict(lr_schedule="cosine")):
+        result = render_icons(net.features, dirs, input_shape=shape, normalize=_normalize, steps=20,
+                              objective="true_cosine", **options)
+        assert (result.objective > result.initial_objective).all(), (options, result.objective)
+        assert not torch.equal(result.icons, plain.icons)
+    with pytest.raises(ValueError, match="transform_samples must be an integer >= 1"):
+        render_icons(net.features, dirs, input_shape=shape, steps=2, transform_samples=0)
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        render_icons(net.features, dirs, input_shape=shape, steps=2, lr_schedule="step")
+
+
 # -- MACO -----------------------------------------------------------------------------------------
 
 

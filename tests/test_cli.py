@@ -50,8 +50,8 @@ def backbones(tmp_path_factory):
 
 
 def test_every_paper_run_has_a_config():
-    # the paper's 16 runs, configs/image_folder/mlp.yaml and configs/mnist/probe_fashion_mnist.yaml
-    assert len(CONFIGS) == 18, CONFIGS
+    # the paper's 16 runs, configs/image_folder/mlp.yaml, configs/mnist/probe_fashion_mnist.yaml and resnet18.yaml
+    assert len(CONFIGS) == 19, CONFIGS
     for path in CONFIGS:
         config = yaml.safe_load((REPO / path).read_text())
         assert config["model"]["class_path"].startswith("wide_lightning.")

@@ -24,6 +24,7 @@ from wide_lightning.tasks import (
     RawInputLinear,
     StackedLinearProbe,
     StackedMLPClassifier,
+    TorchvisionClassifier,
 )
 
 __version__ = "0.1.0"
@@ -46,5 +47,6 @@ __all__ = [
     "StackedMLPClassifier",
     "TorchvisionCIFAR10",
     "TorchvisionCIFAR100",
+    "TorchvisionClassifier",
     "TranslatedMNIST",
 ]

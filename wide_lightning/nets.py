@@ -164,5 +164,89 @@ class PixelLinear(nn.Module):
         return self.head(self.features(x))
 
 
+def _first_conv(network: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """The path and module of the first ``nn.Conv2d`` of ``network``: the layer that reads the image."""
+    return next(((path, m) for path, m in network.named_modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _set_submodule(network: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, attribute = path.rpartition(".")
+    setattr(network.get_submodule(parent) if parent else network, attribute, module)
+
+
+def grey_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` for 1-channel images: its filters summed over the input channels.
+
+    On a grey image this computes exactly what ``conv`` computes on that image repeated over its
+    channels (the usual way to give an ImageNet network grey data; timm's ``adapt_input_conv`` too),
+    while the network, its atlas icons and its probes stay in the data's own 1-channel space.
+    """
+    grey = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                     bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    with torch.no_grad():
+        grey.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            grey.bias.copy_(conv.bias)
+    return grey
+
+
+class TorchvisionNet(nn.Module):
+    """A torchvision classification architecture in our form: ``features`` up to its last linear layer, a new ``head``.
+
+    The last ``nn.Linear`` of the torchvision model (ResNet's ``fc``, VGG's ``classifier.6``, ViT's
+    ``heads.head``) is replaced by a fresh head of ``num_classes``; its input is the penultimate layer
+    that atlases and probes read by default (``width`` units; ResNet-18: 512 pooled, post-ReLU).
+    For grey data, the first convolution's filters are summed over its colour channels (``grey_conv``).
+
+    Args:
+        name: a function of ``torchvision.models`` (``resnet18``, ``mobilenet_v3_small``...).
+        weights: a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``; downloaded once into
+            ``$TORCH_HOME``), or ``None`` for a random initialization.
+    """
+
+    def __init__(self, name: str, input_shape: InputShape, num_classes: int, weights: str | None = None) -> None:
+        super().__init__()
+        import torchvision
+
+        shape = _check_input_shape(input_shape)
+        _check_width(num_classes, "num_classes")
+        models = torchvision.models.list_models(module=torchvision.models)
+        if name not in models:
+            raise ValueError(f"network {name!r} is not a classification model of torchvision.models; "
+                             f"expected one of {', '.join(sorted(models))}.")
+        body = torchvision.models.get_model(name, weights=weights)
+        linears = [path for path, module in body.named_modules() if isinstance(module, nn.Linear)]
+        if not linears:
+            raise ValueError(f"torchvision.models.{name} has no final nn.Linear to replace by a head of "
+                             f"{num_classes} classes; choose a model that ends in one (resnet18, vgg11, vit_b_16...).")
+        last = body.get_submodule(linears[-1])
+        _set_submodule(body, linears[-1], nn.Identity())
+        first = _first_conv(body)
+        if first is not None and first[1].in_channels != shape[0]:
+            if shape[0] != 1 or first[1].groups != 1:
+                raise ValueError(f"torchvision.models.{name} reads {first[1].in_channels}-channel images, the data "
+                                 f"have {shape[0]} channels; only grey (1-channel) data are adapted.")
+            _set_submodule(body, first[0], grey_conv(first[1]))
+        self.input_shape = shape
+        self.width = int(last.in_features)
+        self.features = body
+        self.head = nn.Linear(self.width, num_classes)
+        init_head_(self.head)
+        try:  # one sentence now, not a shape error deep inside the first training step
+            with torch.no_grad():
+                out = self.features.eval()(torch.zeros(2, *shape))
+        except (RuntimeError, AssertionError, ValueError) as error:  # torchvision asserts some sizes (ViT)
+            raise ValueError(f"torchvision.models.{name} cannot read inputs of shape {shape}: "
+                             f"{str(error).splitlines()[0].rstrip('.!')}. Resize the data (e.g. ImageFolder's size).") from None
+        finally:
+            self.features.train()
+        if out.shape[1:] != (self.width,):
+            raise ValueError(f"torchvision.models.{name} gives features of shape {tuple(out.shape[1:])} before its "
+                             f"last linear layer, expected ({self.width},).")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -184,7 +184,10 @@ def atlas(
         if not ours:
             raise ValueError("--control untrained re-initializes one of our networks; --model networks are read as given.")
         torch.manual_seed(seed)
-        task = type(task)(**init_arguments(task)).eval()
+        arguments = init_arguments(task)
+        if arguments.get("weights") is not None:  # a TorchvisionClassifier from ImageNet weights: untrained means random
+            arguments["weights"] = None
+        task = type(task)(**arguments).eval()
     if control == "raw_input":
         layer = "input"
         whiten = True if whiten is None else whiten

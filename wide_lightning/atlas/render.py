@@ -36,6 +36,10 @@ from wide_lightning.atlas.parameterization import (
 from wide_lightning.atlas.transforms import TRANSFORMS, Resize, apply_transforms, min_icon_size, window_range
 
 
+#: How the icons' learning rate moves over the steps (``render_icons(lr_schedule=...)``).
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class RenderResult:
     """What :func:`render_icons` returns (all tensors on the CPU).
@@ -174,6 +178,8 @@ def render_icons(
     parameterization: Parameterization = "fft",
     image_statistics: ImageStatistics | None = None,
     transforms: str = "lucid",
+    transform_samples: int = 1,
+    lr_schedule: str = "constant",
 ) -> RenderResult:
     """Optimize one icon per direction, all icons in one batch (spec sections 2.6-2.9, 4).
 
@@ -199,6 +205,9 @@ def render_icons(
             training images, for ``maco``.
         transforms: ``lucid`` (the notebook's list: the network sees a random window of the icon) or
             ``whole`` (shape-preserving: the whole icon, shifted, scaled and turned a little).
+        transform_samples: independent transform draws per step, the objective averaged over them
+            (transformation robustness with a lower-variance gradient; 1: lucid's one draw per step).
+        lr_schedule: ``constant`` (lucid) or ``cosine`` (the rate decays from ``lr`` to 0 over the steps).
 
     See :func:`render_kwargs` for taking ``input_shape``, ``normalize`` and ``pad_value`` from a DataModule.
     """
@@ -216,6 +225,9 @@ def render_icons(
         bad = (~torch.isfinite(directions)).any(1).nonzero().flatten().tolist()
         raise ValueError(f"directions contain NaN or inf (rows {bad[:10]}{'...' if len(bad) > 10 else ''}).")
     _check_int("steps", steps, 1)
+    _check_int("transform_samples", transform_samples, 1)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}.")
     if batch_size is not None:
         _check_int("batch_size", batch_size, 1)
     if not lr > 0:
@@ -288,9 +300,17 @@ def render_icons(
             # Every chunk replays the same draws, so chunking does not change the result.
             draws = torch.Generator().manual_seed(seed + 1)
             last = obj0
-            for _ in range(steps):
-                x = apply_transforms(image(), transforms, draws)
-                obj, _ = objective_terms(acts_of(x), dirs, objective, cossim_pow)
+            for step in range(steps):
+                if lr_schedule == "cosine":
+                    optimizer.param_groups[0]["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                if transform_samples == 1:
+                    x = apply_transforms(image(), transforms, draws)
+                    obj, _ = objective_terms(acts_of(x), dirs, objective, cossim_pow)
+                else:
+                    pixels = image()
+                    x = torch.cat([apply_transforms(pixels, transforms, draws) for _ in range(transform_samples)])
+                    obj, _ = objective_terms(acts_of(x), dirs.repeat(transform_samples, 1), objective, cossim_pow)
+                    obj = obj.view(transform_samples, -1).mean(0)
                 loss = -obj.sum()
                 (grad,) = torch.autograd.grad(loss, [parameter])
                 parameter.grad = grad

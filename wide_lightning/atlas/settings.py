@@ -57,6 +57,8 @@ class AtlasSettings:
             network a 40-64 % window of the icon) or ``whole`` (shape-preserving: the whole icon,
             shifted, scaled and turned a little).
         lr: Adam's learning rate for the icons (lucid: 0.05).
+        transform_samples: transform draws averaged per step (lucid: 1).
+        lr_schedule: ``constant`` (lucid) or ``cosine`` decay to 0 over the steps.
         space: ``hidden`` (the layer's activations) or ``classifier_subspace`` (projected onto the span
             of the head's weight rows, as the paper's Discussion proposes for very wide networks).
         max_points: lay out at most this many examples (a seeded subset), for previews; ``None``: all.
@@ -90,6 +92,8 @@ class AtlasSettings:
     parameterization: Parameterization = _DEFAULTS["parameterization"]
     transforms: Transforms = _DEFAULTS["transforms"]
     lr: float = 0.05
+    transform_samples: int = 1
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     space: Space = "hidden"
     max_points: int | None = None
     reducer: Literal["umap", "pca"] = "umap"

@@ -1,7 +1,7 @@
 """LightningModules: base training, the linear probe, the raw-input baseline, and their stacked (many-seed) forms."""
 
 from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, Diverged, resolve_lr
-from wide_lightning.tasks.classifier import ConvClassifier, MLPClassifier
+from wide_lightning.tasks.classifier import ConvClassifier, MLPClassifier, TorchvisionClassifier
 from wide_lightning.tasks.probe import (
     CheckpointKindError,
     LinearProbe,
@@ -24,6 +24,7 @@ __all__ = [
     "RawInputLinear",
     "StackedLinearProbe",
     "StackedMLPClassifier",
+    "TorchvisionClassifier",
     "load_backbone_task",
     "load_checkpoint_dict",
     "resolve_lr",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from wide_lightning.nets import MLP, ConvNet
+from wide_lightning.nets import MLP, ConvNet, TorchvisionNet
 from wide_lightning.tasks.base import ClassificationTask, LearningRate
 
 
@@ -63,4 +63,37 @@ class MLPClassifier(ClassificationTask):
         super().__init__(num_classes, lr, momentum)
         self.save_hyperparameters()
         self.net = MLP(input_shape, num_classes, depth, width, n_max)
+        self.lr
+
+
+class TorchvisionClassifier(ClassificationTask):
+    """A torchvision architecture (ResNet-18, MobileNet...) trained like the paper's nets: your network, our instruments.
+
+    Its ``features`` end where the torchvision model's last linear layer began, so atlases and probes
+    read that penultimate layer by default, and any inner layer by its path (``net.features.layer3``:
+    ``net.features`` is the torchvision model without its last linear layer).
+
+    Args:
+        num_classes, input_shape: linked from the DataModule by the CLI.
+        network: a classification model of ``torchvision.models`` by name.
+        weights: a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``: downloaded once into
+            ``$TORCH_HOME``, so not offline), or ``None`` for a random initialization.
+        lr: a number (``"1/width"`` reads the penultimate width).
+        momentum: SGD momentum.
+    """
+
+    is_backbone = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        network: str = "resnet18",
+        weights: str | None = None,
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__(num_classes, lr, momentum)
+        self.save_hyperparameters()
+        self.net = TorchvisionNet(network, input_shape, num_classes, weights)
         self.lr
