@@ -42,6 +42,8 @@ from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.tasks.probe import load_backbone_task
 
+#: the recognizable preset's steps and learning rate before 2026-12-02
+EARLIER = {"steps": 512, "lr": 0.05}
 #: name -> (preset, overrides). One factor at a time around the two presets.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "lucid_notebook": ("lucid_notebook", {}),
@@ -70,17 +72,24 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "true_cosine, unwhitened, whole, maco": ("lucid_notebook", {"objective": "true_cosine", "whiten": False,
                                                                 "transforms": "whole", "parameterization": "maco"}),
     "recognizable": ("recognizable", {}),
-    "recognizable, ridge 1": ("recognizable", {"whiten": True, "whiten_ridge": 1.0}),
-    "recognizable, lucid_notebook objective": ("recognizable", {"objective": "lucid_notebook"}),
-    "recognizable, pow 1": ("recognizable", {"cossim_pow": 1.0}),
-    "recognizable, icon 80": ("recognizable", {"icon_size": 80}),
-    "recognizable, pow 8": ("recognizable", {"cossim_pow": 8.0}),
-    "recognizable, 1024 steps": ("recognizable", {"steps": 1024}),
-    "recognizable, cosine lr": ("recognizable", {"lr_schedule": "cosine"}),
-    "recognizable, cosine lr 0.1": ("recognizable", {"lr_schedule": "cosine", "lr": 0.1}),
-    "recognizable, 1024 steps, cosine lr": ("recognizable", {"steps": 1024, "lr_schedule": "cosine"}),
-    "recognizable, 4 samples": ("recognizable", {"transform_samples": 4}),
-    "recognizable, 4 samples, cosine lr": ("recognizable", {"transform_samples": 4, "lr_schedule": "cosine"}),
+    # the recognizable preset's optimization before 2026-12-02 (lucid's 512 steps at lr 0.05): the rows
+    # below that start "recognizable, " and name no steps or lr were measured around it
+    "recognizable, 512 steps, lr 0.05": ("recognizable", EARLIER),
+    "recognizable, ridge 1": ("recognizable", {**EARLIER, "whiten": True, "whiten_ridge": 1.0}),
+    "recognizable, lucid_notebook objective": ("recognizable", {**EARLIER, "objective": "lucid_notebook"}),
+    "recognizable, pow 1": ("recognizable", {**EARLIER, "cossim_pow": 1.0}),
+    "recognizable, icon 80": ("recognizable", {**EARLIER, "icon_size": 80}),
+    "recognizable, pow 8": ("recognizable", {**EARLIER, "cossim_pow": 8.0}),
+    "recognizable, cosine lr": ("recognizable", {**EARLIER, "lr_schedule": "cosine"}),
+    "recognizable, 4 samples": ("recognizable", {**EARLIER, "transform_samples": 4}),
+    "recognizable, 4 samples, cosine lr": ("recognizable", {**EARLIER, "transform_samples": 4, "lr_schedule": "cosine"}),
+    # steps and learning rate (docs/atlas.md, "Steps and learning rate")
+    "recognizable, 1024 steps": ("recognizable", {"steps": 1024, "lr": 0.05}),
+    "recognizable, 1024 steps, cosine lr": ("recognizable", {"steps": 1024, "lr": 0.05, "lr_schedule": "cosine"}),
+    "recognizable, 2048 steps": ("recognizable", {"steps": 2048, "lr": 0.05}),
+    "recognizable, 512 steps, lr 0.2": ("recognizable", {"steps": 512, "lr": 0.2}),
+    "recognizable, 1024 steps, lr 0.1": ("recognizable", {"steps": 1024, "lr": 0.1}),
+    "recognizable, 2048 steps, lr 0.1": ("recognizable", {"steps": 2048, "lr": 0.1}),
 }
 #: one factor at a time around the default preset, and the variants the other networks repeat
 AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]
@@ -92,7 +101,7 @@ GROUPS = {"all": ALL, "core": CORE, "around_default": AROUND_DEFAULT}
 #: the variants drawn side by side in each network's panel
 PANEL = ("lucid_notebook", "true_cosine, ridge 1", "true_cosine, unwhitened", "true_cosine, unwhitened, whole",
          "recognizable")
-COLUMNS = ("network", "variant", "net", "judge", "mean", "bright", "nn ratio", "shift err (chance)",
+COLUMNS = ("network", "variant", "seed", "net", "judge", "mean", "bright", "nn ratio", "shift err (chance)",
            "shift judge err (chance)", "neuron conf", "neuron nn", "cos", "seconds")
 
 
@@ -102,13 +111,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a trained base checkpoint, named (repeat for several networks)")
     parser.add_argument("--data-dir", default=None, help="where the dataset's files are (default: as recorded)")
     parser.add_argument("--variants", default="all", help=f"names separated by ';', or a group ({', '.join(GROUPS)}): {'; '.join(VARIANTS)}")
-    parser.add_argument("--steps", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps per icon (default: each preset's)")
     parser.add_argument("--neurons", type=int, default=10)
     parser.add_argument("--max-points", type=int, default=None, help="lay out a seeded subset (quick looks)")
     parser.add_argument("--out", default="runs/atlas_icon_study")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the layout (and the icons, without --seeds)")
+    parser.add_argument("--seeds", default=None,
+                        help="icon seeds, comma-separated: each variant is drawn once per seed, then a mean +- sd row "
+                             "(one atlas's 46-77 cells make one seed's judge share noisy by a few points)")
+    args = parser.parse_args(argv)
+    args.icon_seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    return args
+
+
+def spread(rows: list[dict], name: str, variant: str) -> dict:
+    """The mean +- standard deviation of each measure over a variant's seeds, as a row."""
+    row = {"network": name, "variant": variant, "seed": f"{len(rows)} seeds"}
+    for column in COLUMNS[3:]:
+        try:
+            values = np.array([float(r[column]) for r in rows])
+        except ValueError:  # "-" or "x (chance)"
+            row[column] = "-"
+            continue
+        row[column] = f"{values.mean():.3g} +- {values.std():.2g}" if column in ("net", "judge") else fmt(values.mean())
+    return row
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -168,9 +195,9 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
           f"collect + UMAP {time.perf_counter() - started:.0f} s", flush=True)
     folder = Path(args.out) / name
     folder.mkdir(parents=True, exist_ok=True)
-    for variant in variants:
+    for variant, seed in ((v, s) for v in variants for s in args.icon_seeds):
         preset, overrides = VARIANTS[variant]
-        settings = AtlasSettings.from_preset(preset, **{"steps": args.steps, "neurons": args.neurons, "seed": args.seed,
+        settings = AtlasSettings.from_preset(preset, **{"steps": args.steps, "neurons": args.neurons, "seed": seed,
                                                         **overrides})
         layout = layout_for(activations, settings, xy=xy)
         icons, neurons, _, seconds = draw_icons(layout, task.net.features, settings, **render_kwargs(datamodule),
@@ -182,9 +209,10 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
             periods=datamodule.label_periods, other_labels=few_valued(labels, datamodule.target),
             neuron_icons=None if neurons is None else neurons.icons, device=device, seed=args.seed)
         m = judged.metrics
-        save_png(atlas_canvas(icons.icons, layout.cells, layout.grid_size), canvas_path(folder, variant))
+        if seed == args.icon_seeds[0]:  # the canvases and panels show the first seed's icons
+            save_png(atlas_canvas(icons.icons, layout.cells, layout.grid_size), canvas_path(folder, variant))
         row = {
-            "network": name, "variant": variant,
+            "network": name, "variant": variant, "seed": str(seed),
             "net": fmt(m.get("atlas/icons/network_agreement")), "judge": fmt(m["atlas/icons/judge_agreement"]),
             "mean": fmt(m["atlas/icons/mean_intensity"]), "bright": fmt(m["atlas/icons/bright_share"]),
             "nn ratio": fmt(m["atlas/icons/nearest_image_distance_ratio"]),
@@ -196,6 +224,11 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
         }
         writer.writerow(row)
         print("| " + " | ".join(row[c] for c in COLUMNS) + " |", flush=True)
+        rows = [row] if seed == args.icon_seeds[0] else [*rows, row]
+        if len(rows) > 1 and seed == args.icon_seeds[-1]:
+            summary = spread(rows, name, variant)
+            writer.writerow(summary)
+            print("| " + " | ".join(summary[c] for c in COLUMNS) + " |", flush=True)
     print(f"# {name}: data mean intensity {m['atlas/data/mean_intensity']:.3f}, bright share "
           f"{m['atlas/data/bright_share']:.3f}, typical nearest-image distance {m['atlas/data/nearest_image_distance']:.2f}",
           flush=True)
@@ -212,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     print(f"# atlas icon study: {platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"device {args.device}, {args.steps} steps")
+          f"device {args.device}, steps: {args.steps or 'each preset'}")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     Path(args.out).mkdir(parents=True, exist_ok=True)

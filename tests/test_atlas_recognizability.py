@@ -177,6 +177,10 @@ def test_presets_take_single_overrides_and_refuse_unknown_names():
     settings = AtlasSettings.from_preset("lucid_notebook", whiten=None, objective="true_cosine")
     assert settings.whiten is True and settings.objective == "true_cosine" and settings.preset == "lucid_notebook"
     assert AtlasSettings().preset == "recognizable" and AtlasSettings.from_preset().whiten == AtlasSettings().whiten
+    # the paper's literal optimization stays lucid's; the default's MACO phase takes more and larger steps
+    assert (AtlasSettings.from_preset("lucid_notebook").steps, AtlasSettings.from_preset("lucid_notebook").lr) == (512, 0.05)
+    assert (AtlasSettings().steps, AtlasSettings().lr) == (AtlasSettings.from_preset().steps, AtlasSettings.from_preset().lr) == (1024, 0.2)
+    assert AtlasSettings.from_preset("recognizable", steps=None, lr=0.1).steps == 1024  # None keeps the preset's
     with pytest.raises(ValueError, match="unknown atlas preset 'lucid'"):
         AtlasSettings.from_preset("lucid")
     with pytest.raises(TypeError, match="no setting 'widht'"):

@@ -42,7 +42,7 @@ class ActivationAtlas(Callback):
     checkpoints and logged metrics are kept, and ``fit`` goes on to test. Skipped under
     ``fast_dev_run``. Arguments are those of ``AtlasSettings``, plus ``batch_size`` for collecting
     and ``output_dir``. ``preset`` (``recognizable`` or ``lucid_notebook``) sets how icons are
-    rendered; the rendering arguments left at ``None`` come from it. ``layer`` names the layer by its
+    rendered; the rendering arguments left at ``None`` (``steps`` too) come from it. ``layer`` names the layer by its
     module path in the LightningModule (``features``, the default, is our networks' penultimate layer;
     e.g. ``net.features.3``, or ``backbone.layer4`` of a module of your own) and ``position`` how a
     convolutional layer gives one vector per example (``random``, the paper's; ``centre``; ``mean``):
@@ -53,7 +53,7 @@ class ActivationAtlas(Callback):
         self,
         grid_size: int = 15,
         min_density: int = 10,
-        steps: int = 512,
+        steps: int | None = None,
         preset: PresetName = DEFAULT_PRESET,
         whiten: bool | None = None,
         whiten_ridge: float | None = None,

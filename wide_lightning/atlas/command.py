@@ -154,7 +154,7 @@ def atlas(
             replace single values of the preset. ``control=raw_input`` whitens unless ``whiten`` is
             given: Appendix A.2's icons are "whitened averages over images".
         grid_size, min_density, steps, neurons, space, max_points, reducer, reproducible_layout, knn,
-            seed: see ``AtlasSettings`` (unset: the paper's 15 x 15 grid, 512 steps, all points).
+            seed: see ``AtlasSettings`` (unset: the paper's 15 x 15 grid, the preset's steps, all points).
         preview: unset values become 64 steps, a 10 x 10 grid and 10,000 points.
         split: which split to lay out (the paper: the whole training set).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
