@@ -103,3 +103,30 @@ def test_atlas_judge_ceiling_names_real_images_beside_icons(fake_data_dir, tmp_p
     assert rows[0][0] == "tiny n=8" and int(rows[0][1]) >= 1
     assert all(0.0 <= float(value) <= 1.0 for value in rows[0][2:])
     assert rows[1][:2] == ["MNIST", "50"] and 0.0 <= float(rows[1][2]) <= 1.0
+
+
+def test_atlas_icon_study_draws_each_variant_per_seed_and_their_spread(fake_data_dir, tmp_path):
+    from lightning.pytorch import Trainer
+
+    from wide_lightning import MNIST, ConvClassifier
+
+    data = MNIST(data_dir=fake_data_dir, download=False, batch_size=32)
+    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=2), datamodule=data)
+    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
+    output = run_benchmark("atlas_icon_study.py", "--checkpoint", f"tiny={tmp_path / 'tiny.ckpt'}",
+                           "--data-dir", str(fake_data_dir), "--variants", "recognizable; lucid_notebook",
+                           "--steps", "2", "--neurons", "0", "--max-points", "300", "--seeds", "0,1",
+                           "--out", str(tmp_path / "study"), cwd=tmp_path)
+    rows = [row for row in table_rows(output) if row[0] != "network"]
+    assert [(row[1], row[2]) for row in rows] == [("recognizable", "0"), ("recognizable", "1"),
+                                                  ("recognizable", "2 seeds"), ("lucid_notebook", "0"),
+                                                  ("lucid_notebook", "1"), ("lucid_notebook", "2 seeds")]
+    for seeds, spread in ((rows[0:2], rows[2]), (rows[3:5], rows[5])):
+        judged = [float(row[4]) for row in seeds]
+        mean, _, sd = spread[4].partition(" +- ")
+        assert float(mean) == pytest.approx(sum(judged) / 2, abs=5e-3)  # the spread row is the seeds' mean +- sd
+        assert float(sd) == pytest.approx(abs(judged[0] - judged[1]) / 2, abs=1e-2)  # printed to 2 digits
+    assert (tmp_path / "study" / "tiny" / "recognizable.png").is_file()
+    assert len((tmp_path / "study" / "study.csv").read_text().splitlines()) == 1 + 6
