@@ -31,6 +31,20 @@ def table_rows(output: str) -> list[list[str]]:
     return [row for row in rows if row[0] not in ("variant", "depth", "method", "layout")]
 
 
+def tiny_mnist_checkpoint(fake_data_dir, path):
+    """A width-8 MNIST conv net trained 2 steps on the fake data, saved at ``path``: what the atlas benchmarks read."""
+    from lightning.pytorch import Trainer
+
+    from wide_lightning import MNIST, ConvClassifier
+
+    data = MNIST(data_dir=fake_data_dir, download=False, batch_size=32)
+    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=2), datamodule=data)
+    trainer.save_checkpoint(path)
+    return path
+
+
 def test_train_speed_prints_every_variant_with_its_accuracy(fake_data_dir, tmp_path):
     # resident_compile warms the timed net itself before the fit (the path that had crashed on a GPU)
     variants = ["baseline", "bare_loop", "resident", "resident_compile"]
@@ -65,16 +79,8 @@ def test_atlas_render_batched_icons_equal_one_at_a_time(tmp_path):
 
 
 def test_atlas_layout_prints_both_neighbour_graphs(fake_data_dir, tmp_path):
-    from lightning.pytorch import Trainer
-
-    from wide_lightning import MNIST, ConvClassifier
-
-    data = MNIST(data_dir=fake_data_dir, download=False, batch_size=32)
-    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=2), datamodule=data)
-    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
-    output = run_benchmark("atlas_layout.py", "--checkpoint", str(tmp_path / "tiny.ckpt"),
+    checkpoint = tiny_mnist_checkpoint(fake_data_dir, tmp_path / "tiny.ckpt")
+    output = run_benchmark("atlas_layout.py", "--checkpoint", str(checkpoint),
                            "--data-dir", str(fake_data_dir), "--points", "300", "--device", "cpu", cwd=tmp_path)
     rows = table_rows(output)
     assert [row[0] for row in rows] == ["baseline: UMAP's NN-descent (L-NB)", "ours: exact kNN graph"]
@@ -85,17 +91,10 @@ def test_atlas_layout_prints_both_neighbour_graphs(fake_data_dir, tmp_path):
 
 
 def test_atlas_judge_ceiling_names_real_images_beside_icons(fake_data_dir, tmp_path):
-    from lightning.pytorch import Trainer
-
-    from wide_lightning import MNIST, ConvClassifier
     from wide_lightning.atlas.command import atlas
 
-    data = MNIST(data_dir=fake_data_dir, download=False, batch_size=32)
-    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=2), datamodule=data)
-    trainer.save_checkpoint(tmp_path / "run" / "checkpoints" / "tiny.ckpt")
-    folder = atlas(str(tmp_path / "run" / "checkpoints" / "tiny.ckpt"), data_dir=str(fake_data_dir), grid_size=3,
+    checkpoint = tiny_mnist_checkpoint(fake_data_dir, tmp_path / "run" / "checkpoints" / "tiny.ckpt")
+    folder = atlas(str(checkpoint), data_dir=str(fake_data_dir), grid_size=3,
                    min_density=2, steps=2, neurons=0, reducer="pca", device="cpu")
     output = run_benchmark("atlas_judge_ceiling.py", "--data-dir", str(fake_data_dir), "--atlas", f"tiny n=8={folder}",
                            "--validation-images", "50", cwd=tmp_path)
@@ -106,16 +105,8 @@ def test_atlas_judge_ceiling_names_real_images_beside_icons(fake_data_dir, tmp_p
 
 
 def test_atlas_icon_study_draws_each_variant_per_seed_and_their_spread(fake_data_dir, tmp_path):
-    from lightning.pytorch import Trainer
-
-    from wide_lightning import MNIST, ConvClassifier
-
-    data = MNIST(data_dir=fake_data_dir, download=False, batch_size=32)
-    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=8, conv_channels=2), datamodule=data)
-    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
-    output = run_benchmark("atlas_icon_study.py", "--checkpoint", f"tiny={tmp_path / 'tiny.ckpt'}",
+    checkpoint = tiny_mnist_checkpoint(fake_data_dir, tmp_path / "tiny.ckpt")
+    output = run_benchmark("atlas_icon_study.py", "--checkpoint", f"tiny={checkpoint}",
                            "--data-dir", str(fake_data_dir), "--variants", "recognizable; lucid_notebook",
                            "--steps", "2", "--neurons", "0", "--max-points", "300", "--seeds", "0,1",
                            "--out", str(tmp_path / "study"), cwd=tmp_path)

@@ -178,7 +178,6 @@ def layer_reader(model: nn.Module, layer: str = "features", position: Position =
     return LayerActivations(model, layer, position, seed)
 
 
-
 def describe_layer(layer: str, width: int) -> str:
     """How an atlas's title names the layer it reads."""
     return f"width {width}" if layer == "features" else f"{layer} ({width} values)"
