@@ -73,7 +73,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                                                 "transforms": "whole", "parameterization": "maco"}),
     "recognizable": ("recognizable", {}),
     # the recognizable preset's optimization before 2026-12-02 (lucid's 512 steps at lr 0.05): the rows
-    # below that start "recognizable, " and name no steps or lr were measured around it
+    # below, up to the steps and rate section, were measured around it
     "recognizable, 512 steps, lr 0.05": ("recognizable", EARLIER),
     "recognizable, ridge 1": ("recognizable", {**EARLIER, "whiten": True, "whiten_ridge": 1.0}),
     "recognizable, lucid_notebook objective": ("recognizable", {**EARLIER, "objective": "lucid_notebook"}),
@@ -90,6 +90,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recognizable, 512 steps, lr 0.2": ("recognizable", {"steps": 512, "lr": 0.2}),
     "recognizable, 1024 steps, lr 0.1": ("recognizable", {"steps": 1024, "lr": 0.1}),
     "recognizable, 2048 steps, lr 0.1": ("recognizable", {"steps": 2048, "lr": 0.1}),
+    # the whole-icon shift jitter, at the preset's own steps and rate (docs/atlas.md, "The shift jitter")
+    "recognizable, shift 0": ("recognizable", {"shift": 0.0}),
+    "recognizable, shift 1 px": ("recognizable", {"shift": 0.04}),
+    "recognizable, shift 10%": ("recognizable", {"shift": 0.1}),
+    "recognizable, shift 20%": ("recognizable", {"shift": 0.2}),
+    "recognizable, pow 8, 1024 steps, lr 0.2": ("recognizable", {"cossim_pow": 8.0}),
+    # objectives that do not pay for the activations' size (a feature repeated at several shifts)
+    "recognizable, cosine": ("recognizable", {"objective": "cosine"}),
+    "recognizable, match": ("recognizable", {"objective": "match"}),
+    "recognizable, cosine, shift 1 px": ("recognizable", {"objective": "cosine", "shift": 0.04}),
 }
 #: one factor at a time around the default preset, and the variants the other networks repeat
 AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]

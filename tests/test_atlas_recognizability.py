@@ -21,6 +21,7 @@ from wide_lightning.atlas.recognizability import (
     pixel_statistics,
     readout,
 )
+from wide_lightning.atlas.transforms import shift_pixels
 from wide_lightning.nets import ConvNet
 
 FIXTURE = Path(__file__).parent / "data" / "lucid_notebook_icons.npz"
@@ -181,6 +182,9 @@ def test_presets_take_single_overrides_and_refuse_unknown_names():
     assert (AtlasSettings.from_preset("lucid_notebook").steps, AtlasSettings.from_preset("lucid_notebook").lr) == (512, 0.05)
     assert (AtlasSettings().steps, AtlasSettings().lr) == (AtlasSettings.from_preset().steps, AtlasSettings.from_preset().lr) == (1024, 0.2)
     assert AtlasSettings.from_preset("recognizable", steps=None, lr=0.1).steps == 1024  # None keeps the preset's
+    # the default's whole-icon transforms shift a 28-px icon by at most 1 px; any share can be asked for
+    assert AtlasSettings().shift == AtlasSettings.from_preset().shift == 0.04 and shift_pixels(AtlasSettings().shift, 28) == 1
+    assert AtlasSettings.from_preset(shift=0.1).shift == 0.1
     with pytest.raises(ValueError, match="unknown atlas preset 'lucid'"):
         AtlasSettings.from_preset("lucid")
     with pytest.raises(TypeError, match="no setting 'widht'"):

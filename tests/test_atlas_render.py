@@ -18,7 +18,9 @@ from wide_lightning.atlas.parameterization import (
     init_spectrum,
     spectrum_to_image,
 )
+from wide_lightning.atlas.command import check_settings
 from wide_lightning.atlas.render import neuron_directions, render_icons, render_kwargs
+from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.atlas.transforms import (
     LUCID_ANGLES,
     LUCID_SCALES,
@@ -32,6 +34,7 @@ from wide_lightning.atlas.transforms import (
     lucid_transforms,
     min_icon_size,
     scaled_amount,
+    shift_pixels,
     whole_icon_transforms,
     window_range,
 )
@@ -85,12 +88,25 @@ def test_dot_objective_by_hand():
     assert cos.item() == pytest.approx(24 / ((5 + EPS) * (5 + EPS)))
 
 
+def test_cosine_and_match_objectives_by_hand():
+    # A = (3, 4): against u = (4, 3), cos = 24 / 25 (with the eps) and |A - u|^2 = 1 + 1 = 2, |u|^2 = 25.
+    obj, cos = objective_terms(A, torch.tensor([[4.0, 3.0]]), "cosine")
+    assert obj.item() == pytest.approx(24 / ((5 + EPS) * (5 + EPS))) and obj.item() == cos.item()
+    obj, _ = objective_terms(A, torch.tensor([[4.0, 3.0]]), "match")
+    assert obj.item() == pytest.approx(-2 / (25 + EPS))
+    # neither pays for size: twice the activations along u score no higher than once
+    u = torch.tensor([[3.0, 4.0]])
+    assert objective_terms(2 * A, u, "cosine")[0].item() == pytest.approx(objective_terms(A, u, "cosine")[0].item(), abs=1e-4)
+    assert objective_terms(2 * A, u, "match")[0].item() < objective_terms(A, u, "match")[0].item() == 0.0
+    assert objective_terms(2 * A, u, "true_cosine")[0].item() > objective_terms(A, u, "true_cosine")[0].item()
+
+
 def test_cossim_pow_is_used():
     obj = direction_objective(A, torch.tensor([[2.0, 0.0]]), "lucid_notebook", cossim_pow=2)
     assert obj.item() == pytest.approx(3 * (3 / (5 + EPS)) ** 2)
 
 
-@pytest.mark.parametrize("mode", ["lucid_notebook", "true_cosine", "dot"])
+@pytest.mark.parametrize("mode", ["lucid_notebook", "true_cosine", "dot", "cosine", "match"])
 def test_objective_is_vectorized_per_row(mode):
     gen = torch.Generator().manual_seed(0)
     acts, dirs = torch.rand(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
@@ -102,7 +118,7 @@ def test_objective_is_vectorized_per_row(mode):
 
 def test_objective_rejects_unknown_mode_and_shapes():
     with pytest.raises(ValueError, match="objective must be one of"):
-        objective_terms(A, A, "cosine")
+        objective_terms(A, A, "cos")
     with pytest.raises(ValueError, match="equal shape"):
         objective_terms(A, torch.ones(1, 3))
 
@@ -254,9 +270,38 @@ def test_whole_icon_transforms_show_the_whole_icon_at_its_size():
         out = apply_transforms(icon, transforms, g)
         assert out.shape == (2, 1, 28, 28)
         ys, xs = torch.nonzero(out[0, 0] > 0.5, as_tuple=True)
-        # the bright square moves by at most 3 px (10 % of 28), grows or shrinks by 10 %, turns by 10 degrees
+        # the bright square moves by at most 1 px (the default shift), grows or shrinks by 10 %, turns by 10 degrees
         assert len(ys) and abs(ys.float().mean() - 13.5) <= 4 and abs(xs.float().mean() - 13.5) <= 4
         assert torch.equal(out[0], out[1])  # one draw for the whole batch
+
+
+@pytest.mark.parametrize("shift, most", [(0.0, 0), (0.04, 1), (0.1, 3), (0.2, 6)])
+def test_whole_icon_shift_moves_the_icon_by_at_most_its_share_of_the_side(shift, most):
+    transforms = whole_icon_transforms(28, 0.0, shift=shift)  # no resize: the shift alone decides the offsets
+    assert shift_pixels(shift, 28) == most
+    icon = torch.zeros(1, 1, 28, 28)
+    icon[..., 14, 14] = 1.0  # one pixel at the rotation centre, so only the shift and the scale move it
+    offsets = set()
+    g = torch.Generator().manual_seed(1)
+    for _ in range(200):
+        plain = [t for t in transforms if not isinstance(t, RandomRotate)]
+        out = apply_transforms(icon, plain, g)[0, 0]
+        y, x = divmod(int(out.argmax()), 28)
+        offsets.add((y - 14, x - 14))
+    reach = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    assert most <= reach <= most + 1  # the scale of 0.9-1.1 about the centre moves a pixel by at most one more
+    if most:
+        assert any(abs(dy) == most for dy, _ in offsets) and any(abs(dx) == most for _, dx in offsets)
+
+
+def test_whole_icon_shift_outside_its_range_is_refused_early():
+    for bad in (-0.1, 0.5, True, "1px"):
+        with pytest.raises(ValueError, match="shift must be a share of the icon's side in \\[0, 0.5\\)"):
+            shift_pixels(bad, 28)
+    with pytest.raises(ValueError, match="shift must be a share"):
+        AtlasSettings(shift=0.6)
+    with pytest.raises(ValueError, match="--shift must be a share"):
+        check_settings(15, 8, 10, 0, None, None, None, None, 256, shift=-1.0)
 
 
 def test_render_icons_with_whole_transforms_raises_the_objective():
@@ -268,6 +313,18 @@ def test_render_icons_with_whole_transforms_raises_the_objective():
     assert (result.objective > result.initial_objective).all(), (result.initial_objective, result.objective)
     with pytest.raises(ValueError, match="transforms must be one of"):
         render_icons(net.features, dirs, input_shape=shape, steps=2, transforms="lucent")
+
+
+def test_render_icons_matching_the_direction_moves_the_activations_towards_it():
+    shape = (1, 28, 28)
+    net, dirs = _net_and_directions(shape)
+    result = render_icons(net.features, dirs, input_shape=shape, normalize=_normalize, steps=40, objective="match",
+                          transforms="whole", lr=0.01)
+    # from a random image's |a - u| ~ |u| to within 0.4 |u| (0.4^2 = 0.16) for every icon
+    assert (result.initial_objective < -0.9).all() and (result.objective > -0.15).all(), result.objective
+    with torch.no_grad():
+        acts = net.features(_normalize(result.icons))
+    torch.testing.assert_close(result.objective, -(acts - dirs).pow(2).sum(1) / (1e-4 + dirs.pow(2).sum(1)))
 
 
 def test_averaged_transform_draws_and_a_decaying_rate_raise_the_objective():
@@ -366,7 +423,8 @@ def _normalize(x):
 
 @pytest.mark.parametrize(
     "shape, pad_value, mode",
-    [((1, 28, 28), 0.0, "lucid_notebook"), ((3, 32, 32), 1.0, "lucid_notebook"), ((1, 28, 28), 0.0, "dot")],
+    [((1, 28, 28), 0.0, "lucid_notebook"), ((3, 32, 32), 1.0, "lucid_notebook"), ((1, 28, 28), 0.0, "dot"),
+     ((1, 28, 28), 0.0, "cosine")],
 )
 def test_render_raises_every_objective(shape, pad_value, mode):
     net, dirs = _net_and_directions(shape)

@@ -43,6 +43,7 @@ from wide_lightning.atlas.settings import (
     Space,
     Transforms,
 )
+from wide_lightning.atlas.transforms import shift_pixels
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.tasks.backbone import (
     CheckpointKindError,
@@ -77,7 +78,8 @@ def datamodule_from_checkpoint(checkpoint: str | Path, data_dir: str | None = No
 
 
 def check_settings(grid_size: int | None, steps: int | None, min_density: int, neurons: int, max_points: int | None,
-                   icon_size: int | None, whiten_ridge: float | None, cossim_pow: float | None, batch_size: int) -> None:
+                   icon_size: int | None, whiten_ridge: float | None, cossim_pow: float | None, batch_size: int,
+                   shift: float | None = None) -> None:
     """Every number of the command, checked before any work (collecting and UMAP take minutes)."""
     def positive(name: str, value: Any, minimum: int = 1) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
@@ -92,6 +94,11 @@ def check_settings(grid_size: int | None, steps: int | None, min_density: int, n
             raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}.")
     if whiten_ridge == 0:
         raise ValueError("--whiten_ridge must be positive (it keeps the inverse finite); use --whiten false for none.")
+    if shift is not None:
+        try:
+            shift_pixels(shift, 28)
+        except ValueError as error:
+            raise ValueError(f"--{error}") from None
 
 
 def atlas(
@@ -114,6 +121,7 @@ def atlas(
     cossim_pow: float | None = None,
     parameterization: Parameterization | None = None,
     transforms: Transforms | None = None,
+    shift: float | None = None,
     neurons: int = 10,
     space: Space = "hidden",
     max_points: int | None = None,
@@ -150,8 +158,8 @@ def atlas(
             averages themselves, as in the paper (``layer="input"`` too), not optimized images.
         preset: how icons are rendered: ``recognizable`` (the default, chosen by the study in
             ``docs/atlas.md``) or ``lucid_notebook`` (the paper's literal procedure). ``whiten``,
-            ``whiten_ridge``, ``objective``, ``cossim_pow``, ``parameterization`` and ``icon_size``
-            replace single values of the preset. ``control=raw_input`` whitens unless ``whiten`` is
+            ``whiten_ridge``, ``objective``, ``cossim_pow``, ``parameterization``, ``transforms``,
+            ``shift`` and ``icon_size`` replace single values of the preset. ``control=raw_input`` whitens unless ``whiten`` is
             given: Appendix A.2's icons are "whitened averages over images".
         grid_size, min_density, steps, neurons, space, max_points, reducer, reproducible_layout, knn,
             seed: see ``AtlasSettings`` (unset: the paper's 15 x 15 grid, the preset's steps, all points).
@@ -165,7 +173,8 @@ def atlas(
             for every other label with at most 64 values, e.g. the shift), ``neurons.png``, ``atlas.npz``.
     """
     started = time.perf_counter()
-    check_settings(grid_size, steps, min_density, neurons, max_points, icon_size, whiten_ridge, cossim_pow, batch_size)
+    check_settings(grid_size, steps, min_density, neurons, max_points, icon_size, whiten_ridge, cossim_pow, batch_size,
+                   shift)
     if space == "classifier_subspace" and (layer != "features" or control == "raw_input"):
         raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
     ours = model is None
@@ -197,7 +206,8 @@ def atlas(
     given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
     settings = (AtlasSettings.preview if preview else AtlasSettings.from_preset)(
         preset, min_density=min_density, whiten=whiten, whiten_ridge=whiten_ridge, objective=objective,
-        cossim_pow=cossim_pow, parameterization=parameterization, transforms=transforms, neurons=neurons, space=space, icon_size=icon_size,
+        cossim_pow=cossim_pow, parameterization=parameterization, transforms=transforms, shift=shift, neurons=neurons,
+        space=space, icon_size=icon_size,
         reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed,
         icons="directions" if layer == "input" else "optimized", **given)
     dataset = datamodule.dataset(split)

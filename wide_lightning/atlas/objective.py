@@ -5,6 +5,12 @@
   computed by the caller.
 * ``"true_cosine"``: lucid's generic ``_dot_cossim`` (summed dot, true cosine), the paper's formula.
 * ``"dot"``: the plain summed dot that the notebook uses when there is no whitening matrix.
+* ``"cosine"``: the true cosine alone. ``dot`` grows with the activations' size, so with the other
+  objectives an image that repeats a feature (say a digit at three shifts, which a shift-invariant
+  network adds up) beats the feature once; the cosine does not pay for repetition.
+* ``"match"``: the activations matched to the direction itself, ``-|a - u|^2 / |u|^2``
+  (representation inversion, Mahendran & Vedaldi 2015): the image whose hidden state is the cell's
+  mean, in size too. Meaningful for unwhitened directions only.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from typing import Literal
 
 import torch
 
-Objective = Literal["lucid_notebook", "true_cosine", "dot"]
-OBJECTIVES: tuple[str, ...] = ("lucid_notebook", "true_cosine", "dot")
+Objective = Literal["lucid_notebook", "true_cosine", "dot", "cosine", "match"]
+OBJECTIVES: tuple[str, ...] = ("lucid_notebook", "true_cosine", "dot", "cosine", "match")
 
 
 def objective_terms(
@@ -27,6 +33,8 @@ def objective_terms(
     * ``"true_cosine"`` (lucid ``_dot_cossim``, the paper's formula): ``dot = sum_c(a u)``,
       ``cos = dot / ((1e-4 + |a|)(1e-4 + |u|))``, ``obj = dot * max(0.1, cos)^cossim_pow``.
     * ``"dot"`` (L-NB without whitening): ``obj = sum_c(a u)``; ``cos`` is the true cosine, for reporting.
+    * ``"cosine"``: ``obj = cos``, the true cosine.
+    * ``"match"``: ``obj = -|a - u|^2 / (eps + |u|^2)``.
 
     The returned ``cos`` is unclamped, so the regime of the 0.1 floor is visible.
     """
@@ -47,6 +55,10 @@ def objective_terms(
     cos = dot / ((eps + acts_norm) * (eps + directions.norm(dim=1)))
     if mode == "true_cosine":
         return dot * cos.clamp(min=0.1) ** cossim_pow, cos
+    if mode == "cosine":
+        return cos, cos
+    if mode == "match":
+        return -(acts - directions).pow(2).sum(1) / (eps + directions.pow(2).sum(1)), cos
     return dot, cos
 
 

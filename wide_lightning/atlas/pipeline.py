@@ -168,7 +168,7 @@ def draw_icons(
     render = dict(input_shape=input_shape, normalize=normalize, pad_value=pad_value, icon_size=settings.icon_size,
                   steps=settings.steps, lr=settings.lr, seed=settings.seed, device=device, objective=settings.objective,
                   cossim_pow=settings.cossim_pow, parameterization=settings.parameterization,
-                  image_statistics=statistics, transforms=settings.transforms,
+                  image_statistics=statistics, transforms=settings.transforms, shift=settings.shift,
                   transform_samples=settings.transform_samples, lr_schedule=settings.lr_schedule)
     start = time.perf_counter()
     icons = draw(features, torch.from_numpy(layout.whitened).float(), **render)

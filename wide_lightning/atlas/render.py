@@ -33,7 +33,15 @@ from wide_lightning.atlas.parameterization import (
     init_phase,
     init_spectrum,
 )
-from wide_lightning.atlas.transforms import TRANSFORMS, Resize, apply_transforms, min_icon_size, window_range
+from wide_lightning.atlas.transforms import (
+    TRANSFORMS,
+    WHOLE_SHIFT,
+    Resize,
+    apply_transforms,
+    min_icon_size,
+    shift_pixels,
+    window_range,
+)
 
 
 #: How the icons' learning rate moves over the steps (``render_icons(lr_schedule=...)``).
@@ -178,6 +186,7 @@ def render_icons(
     parameterization: Parameterization = "fft",
     image_statistics: ImageStatistics | None = None,
     transforms: str = "lucid",
+    shift: float = WHOLE_SHIFT,
     transform_samples: int = 1,
     lr_schedule: str = "constant",
 ) -> RenderResult:
@@ -205,6 +214,7 @@ def render_icons(
             training images, for ``maco``.
         transforms: ``lucid`` (the notebook's list: the network sees a random window of the icon) or
             ``whole`` (shape-preserving: the whole icon, shifted, scaled and turned a little).
+        shift: ``whole`` transforms only: the largest shift, as a share of the icon's side (0: none).
         transform_samples: independent transform draws per step, the objective averaged over them
             (transformation robustness with a lower-variance gradient; 1: lucid's one draw per step).
         lr_schedule: ``constant`` (lucid) or ``cosine`` (the rate decays from ``lr`` to 0 over the steps).
@@ -241,7 +251,9 @@ def render_icons(
         raise ValueError("parameterization='maco' needs image_statistics (the training images' amplitude spectrum).")
     if transforms not in TRANSFORMS:
         raise ValueError(f"transforms must be one of {sorted(TRANSFORMS)}, got {transforms!r}.")
-    transforms = TRANSFORMS[transforms](icon_size, pad_value, output_size=(height, width))
+    shift_pixels(shift, icon_size)  # a bad shift is refused whichever list is used
+    extra = {"shift": shift} if transforms == "whole" else {}
+    transforms = TRANSFORMS[transforms](icon_size, pad_value, output_size=(height, width), **extra)
     try:
         window_range(icon_size, transforms)
     except ValueError as err:

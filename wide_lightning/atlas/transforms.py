@@ -235,8 +235,10 @@ def lucid_transforms(
     return transforms
 
 
-#: ``whole`` transforms: shifts of up to this share of the side, lucent's scales 0.9-1.1, turns of up to 10 degrees.
-WHOLE_SHIFT = 0.1
+#: ``whole`` transforms: shifts of up to this share of the side (1 px at 28 px; ``shift=`` sets another),
+#: lucent's scales 0.9-1.1, turns of up to 10 degrees. The shift was 0.1 until 2026-12-02 (docs/atlas.md,
+#: "The shift jitter").
+WHOLE_SHIFT = 0.04
 WHOLE_SCALES: tuple[float, ...] = tuple(1 + k / 50 for k in range(-5, 6))
 WHOLE_ANGLES: tuple[int, ...] = tuple(range(-10, 11))
 
@@ -264,20 +266,28 @@ class CenterFit:
         return f"CenterFit({self.size}, value={self.value:g})"
 
 
+def shift_pixels(shift: float, icon_size: int) -> int:
+    """The largest shift in pixels for ``shift``, a share of the side: ``round(shift * icon_size)``, at least 1 unless 0."""
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 <= shift < 0.5:
+        raise ValueError(f"shift must be a share of the icon's side in [0, 0.5), got {shift!r} "
+                         f"(0: no shift; 0.1: up to 10 % of the side).")
+    return 0 if shift == 0 else max(1, round(shift * icon_size))
+
+
 def whole_icon_transforms(
-    icon_size: int, pad_value: float, output_size: tuple[int, int] | None = None
+    icon_size: int, pad_value: float, output_size: tuple[int, int] | None = None, shift: float = WHOLE_SHIFT
 ) -> list[Any]:
     """Shape-preserving transforms (atlas spec section 3, option B): the network sees the whole icon every step.
 
-    A shift of up to 10 % of the side (pad, then a random crop back to the icon's size), a scale
+    A shift of up to ``shift`` of the side (pad, then a random crop back to the icon's size; none at 0), a scale
     of 0.9-1.1 about the centre (lucent's ``standard_transforms``), a turn of up to 10 degrees, then
     an optional resize to the network's input. lucid's list instead shows the network a random
     40-64 % window of the icon, magnified to the input size, so an icon is optimized to look right
     in parts, never whole, which is how it is shown and judged.
     """
-    shift = max(1, round(WHOLE_SHIFT * icon_size))
-    transforms: list[Any] = [Pad(shift, pad_value), Jitter(2 * shift), RandomScale(WHOLE_SCALES),
-                             CenterFit(icon_size, pad_value), RandomRotate(WHOLE_ANGLES)]
+    pixels = shift_pixels(shift, icon_size)
+    transforms: list[Any] = [Pad(pixels, pad_value), Jitter(2 * pixels)] if pixels else []
+    transforms += [RandomScale(WHOLE_SCALES), CenterFit(icon_size, pad_value), RandomRotate(WHOLE_ANGLES)]
     if output_size is not None:
         transforms.append(Resize(output_size))
     return transforms
