@@ -95,11 +95,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recognizable, shift 1 px": ("recognizable", {"shift": 0.04}),
     "recognizable, shift 10%": ("recognizable", {"shift": 0.1}),
     "recognizable, shift 20%": ("recognizable", {"shift": 0.2}),
-    "recognizable, pow 8, 1024 steps, lr 0.2": ("recognizable", {"cossim_pow": 8.0}),
     # objectives that do not pay for the activations' size (a feature repeated at several shifts)
     "recognizable, cosine": ("recognizable", {"objective": "cosine"}),
     "recognizable, match": ("recognizable", {"objective": "match"}),
-    "recognizable, cosine, shift 1 px": ("recognizable", {"objective": "cosine", "shift": 0.04}),
 }
 #: one factor at a time around the default preset, and the variants the other networks repeat
 AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]

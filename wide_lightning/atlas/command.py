@@ -43,7 +43,7 @@ from wide_lightning.atlas.settings import (
     Space,
     Transforms,
 )
-from wide_lightning.atlas.transforms import shift_pixels
+from wide_lightning.atlas.transforms import check_shift
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.tasks.backbone import (
     CheckpointKindError,
@@ -96,7 +96,7 @@ def check_settings(grid_size: int | None, steps: int | None, min_density: int, n
         raise ValueError("--whiten_ridge must be positive (it keeps the inverse finite); use --whiten false for none.")
     if shift is not None:
         try:
-            shift_pixels(shift, 28)
+            check_shift(shift)
         except ValueError as error:
             raise ValueError(f"--{error}") from None
 
@@ -159,8 +159,8 @@ def atlas(
         preset: how icons are rendered: ``recognizable`` (the default, chosen by the study in
             ``docs/atlas.md``) or ``lucid_notebook`` (the paper's literal procedure). ``whiten``,
             ``whiten_ridge``, ``objective``, ``cossim_pow``, ``parameterization``, ``transforms``,
-            ``shift`` and ``icon_size`` replace single values of the preset. ``control=raw_input`` whitens unless ``whiten`` is
-            given: Appendix A.2's icons are "whitened averages over images".
+            ``shift`` and ``icon_size`` replace single values of the preset. ``control=raw_input``
+            whitens unless ``whiten`` is given: Appendix A.2's icons are "whitened averages over images".
         grid_size, min_density, steps, neurons, space, max_points, reducer, reproducible_layout, knn,
             seed: see ``AtlasSettings`` (unset: the paper's 15 x 15 grid, the preset's steps, all points).
         preview: unset values become 64 steps, a 10 x 10 grid and 10,000 points.

@@ -38,8 +38,8 @@ from wide_lightning.atlas.transforms import (
     WHOLE_SHIFT,
     Resize,
     apply_transforms,
+    check_shift,
     min_icon_size,
-    shift_pixels,
     window_range,
 )
 
@@ -251,7 +251,7 @@ def render_icons(
         raise ValueError("parameterization='maco' needs image_statistics (the training images' amplitude spectrum).")
     if transforms not in TRANSFORMS:
         raise ValueError(f"transforms must be one of {sorted(TRANSFORMS)}, got {transforms!r}.")
-    shift_pixels(shift, icon_size)  # a bad shift is refused whichever list is used
+    check_shift(shift)  # a bad shift is refused whichever list is used
     extra = {"shift": shift} if transforms == "whole" else {}
     transforms = TRANSFORMS[transforms](icon_size, pad_value, output_size=(height, width), **extra)
     try:

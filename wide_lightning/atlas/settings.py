@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from wide_lightning.atlas.objective import Objective
-from wide_lightning.atlas.transforms import WHOLE_SHIFT, shift_pixels
+from wide_lightning.atlas.transforms import WHOLE_SHIFT, check_shift
 
 Space = Literal["hidden", "classifier_subspace"]
 PresetName = Literal["recognizable", "lucid_notebook"]
@@ -120,7 +120,7 @@ class AtlasSettings:
     preset: str = DEFAULT_PRESET
 
     def __post_init__(self) -> None:
-        shift_pixels(self.shift, 28)  # refused when the settings are made, not after training
+        check_shift(self.shift)  # refused when the settings are made, not after training
 
     @classmethod
     def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides: Any) -> "AtlasSettings":

@@ -266,12 +266,17 @@ class CenterFit:
         return f"CenterFit({self.size}, value={self.value:g})"
 
 
-def shift_pixels(shift: float, icon_size: int) -> int:
-    """The largest shift in pixels for ``shift``, a share of the side: ``round(shift * icon_size)``, at least 1 unless 0."""
+def check_shift(shift: float) -> float:
+    """``shift`` itself if it is a share of the icon's side in [0, 0.5); else a ``ValueError`` that says so."""
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 <= shift < 0.5:
         raise ValueError(f"shift must be a share of the icon's side in [0, 0.5), got {shift!r} "
                          f"(0: no shift; 0.1: up to 10 % of the side).")
-    return 0 if shift == 0 else max(1, round(shift * icon_size))
+    return shift
+
+
+def shift_pixels(shift: float, icon_size: int) -> int:
+    """The largest shift in pixels for ``shift``, a share of the side: ``round(shift * icon_size)``, at least 1 unless 0."""
+    return 0 if check_shift(shift) == 0 else max(1, round(shift * icon_size))
 
 
 def whole_icon_transforms(
