@@ -42,8 +42,10 @@ from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.tasks.probe import load_backbone_task
 
+#: the recognizable preset before coarse to fine (2026-12-02): the rows measured around it keep it off
+NO_C2F = {"coarse_to_fine": 0.0}
 #: the recognizable preset's steps and learning rate before 2026-12-02
-EARLIER = {"steps": 512, "lr": 0.05}
+EARLIER = {"steps": 512, "lr": 0.05, **NO_C2F}
 #: name -> (preset, overrides). One factor at a time around the two presets.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "lucid_notebook": ("lucid_notebook", {}),
@@ -84,20 +86,26 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recognizable, 4 samples": ("recognizable", {**EARLIER, "transform_samples": 4}),
     "recognizable, 4 samples, cosine lr": ("recognizable", {**EARLIER, "transform_samples": 4, "lr_schedule": "cosine"}),
     # steps and learning rate (docs/atlas.md, "Steps and learning rate")
-    "recognizable, 1024 steps": ("recognizable", {"steps": 1024, "lr": 0.05}),
-    "recognizable, 1024 steps, cosine lr": ("recognizable", {"steps": 1024, "lr": 0.05, "lr_schedule": "cosine"}),
-    "recognizable, 2048 steps": ("recognizable", {"steps": 2048, "lr": 0.05}),
-    "recognizable, 512 steps, lr 0.2": ("recognizable", {"steps": 512, "lr": 0.2}),
-    "recognizable, 1024 steps, lr 0.1": ("recognizable", {"steps": 1024, "lr": 0.1}),
-    "recognizable, 2048 steps, lr 0.1": ("recognizable", {"steps": 2048, "lr": 0.1}),
+    "recognizable, 1024 steps": ("recognizable", {**NO_C2F, "steps": 1024, "lr": 0.05}),
+    "recognizable, 1024 steps, cosine lr": ("recognizable", {**NO_C2F, "steps": 1024, "lr": 0.05, "lr_schedule": "cosine"}),
+    "recognizable, 2048 steps": ("recognizable", {**NO_C2F, "steps": 2048, "lr": 0.05}),
+    "recognizable, 512 steps, lr 0.2": ("recognizable", {**NO_C2F, "steps": 512, "lr": 0.2}),
+    "recognizable, 1024 steps, lr 0.1": ("recognizable", {**NO_C2F, "steps": 1024, "lr": 0.1}),
+    "recognizable, 2048 steps, lr 0.1": ("recognizable", {**NO_C2F, "steps": 2048, "lr": 0.1}),
     # the whole-icon shift jitter, at the preset's own steps and rate (docs/atlas.md, "The shift jitter")
-    "recognizable, shift 0": ("recognizable", {"shift": 0.0}),
-    "recognizable, shift 1 px": ("recognizable", {"shift": 0.04}),
-    "recognizable, shift 10%": ("recognizable", {"shift": 0.1}),
-    "recognizable, shift 20%": ("recognizable", {"shift": 0.2}),
+    "recognizable, shift 0": ("recognizable", {**NO_C2F, "shift": 0.0}),
+    "recognizable, shift 1 px": ("recognizable", {**NO_C2F, "shift": 0.04}),
+    "recognizable, shift 10%": ("recognizable", {**NO_C2F, "shift": 0.1}),
+    "recognizable, shift 20%": ("recognizable", {**NO_C2F, "shift": 0.2}),
     # objectives that do not pay for the activations' size (a feature repeated at several shifts)
-    "recognizable, cosine": ("recognizable", {"objective": "cosine"}),
-    "recognizable, match": ("recognizable", {"objective": "match"}),
+    "recognizable, cosine": ("recognizable", {**NO_C2F, "objective": "cosine"}),
+    "recognizable, match": ("recognizable", {**NO_C2F, "objective": "match"}),
+    # the frequencies let in from coarse to fine over a share of the steps (docs/atlas.md, "Coarse to fine");
+    # the preset's own is 50%, so "recognizable, no coarse to fine" is the preset as it was before
+    "recognizable, no coarse to fine": ("recognizable", NO_C2F),
+    "recognizable, coarse to fine 25%": ("recognizable", {"coarse_to_fine": 0.25}),
+    "recognizable, coarse to fine 50%": ("recognizable", {"coarse_to_fine": 0.5}),
+    "recognizable, coarse to fine 75%": ("recognizable", {"coarse_to_fine": 0.75}),
 }
 #: one factor at a time around the default preset, and the variants the other networks repeat
 AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]

@@ -12,6 +12,7 @@ from wide_lightning.atlas.objective import direction_objective, objective_terms
 from wide_lightning.atlas.parameterization import (
     FFTImage,
     MacoImage,
+    band_limit_at,
     color_decorrelation_matrix,
     fft_scale,
     image_statistics,
@@ -404,6 +405,50 @@ def test_render_icons_with_maco_raises_the_objective():
     with pytest.raises(ValueError, match="does not fit the phase"):  # a template of another size
         render_icons(net.features, dirs, input_shape=shape, steps=2, icon_size=40, parameterization="maco",
                      image_statistics=stats)
+
+
+def test_band_limit_rises_from_one_cycle_per_icon_to_all_frequencies_over_its_share_of_the_steps():
+    # 100 steps, half of them coarse to fine, 28-px icons: 1/28 at step 0, the top (sqrt(0.5)) reached at step 50
+    assert band_limit_at(0, 100, 0.5, 28) == pytest.approx(1 / 28)
+    assert band_limit_at(25, 100, 0.5, 28) == pytest.approx((1 / 28 + math.sqrt(0.5)) / 2)
+    assert band_limit_at(49, 100, 0.5, 28) < math.sqrt(0.5)
+    assert band_limit_at(50, 100, 0.5, 28) is None and band_limit_at(99, 100, 0.5, 28) is None
+    assert all(band_limit_at(step, 100, 0.0, 28) is None for step in (0, 50))  # off: every frequency at once
+
+
+def test_maco_band_limit_keeps_the_low_frequencies_and_removes_the_high_ones():
+    stats = image_statistics(_digit_like_images(), 28)
+    image = MacoImage.random(2, stats, torch.Generator().manual_seed(0))
+    image.band_limit = 3 / 28  # frequencies up to 3 cycles per icon; the ramp ends 2 bins above
+    spectrum = torch.fft.rfft2(image.spatial().detach(), norm="ortho").abs()
+    radius = torch.sqrt(torch.fft.fftfreq(28)[:, None] ** 2 + torch.fft.rfftfreq(28)[None, :] ** 2)
+    template = stats.magnitude.expand_as(spectrum)
+    low = radius <= 3 / 28 + 1e-6
+    low[:, 0] = False  # columns 0 and 14 pair conjugates up: the independent ones are 1..13
+    assert torch.allclose(spectrum[..., low], template[..., low], rtol=1e-4, atol=1e-6)
+    assert spectrum[..., radius >= 5 / 28 - 1e-6].abs().max() < 1e-5
+    image.band_limit = None
+    full = torch.fft.rfft2(image.spatial().detach(), norm="ortho").abs()
+    assert full[..., radius >= 5 / 28 - 1e-6].max() > 1e-3  # all frequencies back
+
+
+def test_render_icons_coarse_to_fine_raises_the_objective_and_is_refused_without_maco():
+    shape = (1, 28, 28)
+    net, dirs = _net_and_directions(shape)
+    stats = image_statistics(_digit_like_images(), 28)
+    result = render_icons(net.features, dirs, input_shape=shape, normalize=_normalize, steps=100, lr=0.2,
+                          objective="true_cosine", parameterization="maco", image_statistics=stats,
+                          coarse_to_fine=0.5)
+    assert (result.objective > result.initial_objective).all(), (result.initial_objective, result.objective)
+    with pytest.raises(ValueError, match="coarse_to_fine=0.5 needs parameterization='maco'"):
+        render_icons(net.features, dirs, input_shape=shape, steps=2, coarse_to_fine=0.5)
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="coarse_to_fine must be a share of the steps in \\[0, 1\\]"):
+            AtlasSettings(coarse_to_fine=bad)
+    with pytest.raises(ValueError, match="needs parameterization='maco'"):
+        AtlasSettings.from_preset("lucid_notebook", coarse_to_fine=0.25)
+    with pytest.raises(ValueError, match="--coarse_to_fine must be a share of the steps"):
+        check_settings(15, 8, 10, 0, None, None, None, None, 256, coarse_to_fine=2.0)
 
 
 # -- rendering ------------------------------------------------------------------------------------

@@ -121,3 +121,16 @@ def test_atlas_icon_study_draws_each_variant_per_seed_and_their_spread(fake_data
         assert float(sd) == pytest.approx(abs(judged[0] - judged[1]) / 2, abs=1e-2)  # printed to 2 digits
     assert (tmp_path / "study" / "tiny" / "recognizable.png").is_file()
     assert len((tmp_path / "study" / "study.csv").read_text().splitlines()) == 1 + 6
+
+
+def test_atlas_two_copies_reads_a_digit_drawn_once_more_at_offset_zero_as_itself(fake_data_dir, tmp_path):
+    checkpoint = tiny_mnist_checkpoint(fake_data_dir, tmp_path / "tiny.ckpt")
+    output = run_benchmark("atlas_two_copies.py", "--checkpoint", f"tiny={checkpoint}", "--data-dir",
+                           str(fake_data_dir), "--offsets", "0,14", "--images", "50", cwd=tmp_path)
+    rows = [row for row in table_rows(output) if row[0] != "network"]
+    assert [(row[0], row[1]) for row in rows] == [("tiny", "0"), ("tiny", "14")]
+    named_x, named_x2, cos_x2, cos_moved, cos_same, cos_other = (float(v) for v in rows[0][2:])
+    # at offset 0 the "second copy" is the image itself: max(x, x) = x and roll(x, 0) = x
+    assert named_x2 == named_x and cos_x2 == 1.0 and cos_moved == 1.0
+    assert all(-1.0 <= float(v) <= 1.0 for v in rows[1][4:]) and 0.0 <= float(rows[1][3]) <= 1.0
+    assert rows[1][2] == rows[0][2] and rows[1][6:] == rows[0][6:]  # the single images' numbers do not move

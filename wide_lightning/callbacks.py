@@ -62,6 +62,7 @@ class ActivationAtlas(Callback):
         parameterization: Parameterization | None = None,
         transforms: Transforms | None = None,
         shift: float | None = None,
+        coarse_to_fine: float | None = None,
         neurons: int = 10,
         space: Space = "hidden",
         max_points: int | None = None,
@@ -78,7 +79,8 @@ class ActivationAtlas(Callback):
         self.settings = AtlasSettings.from_preset(
             preset, grid_size=grid_size, min_density=min_density, steps=steps, whiten=whiten,
             whiten_ridge=whiten_ridge, objective=objective, cossim_pow=cossim_pow,
-            parameterization=parameterization, transforms=transforms, shift=shift, neurons=neurons, space=space,
+            parameterization=parameterization, transforms=transforms, shift=shift, coarse_to_fine=coarse_to_fine,
+            neurons=neurons, space=space,
             max_points=max_points,
             icon_size=icon_size, reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed)
         self.batch_size = batch_size

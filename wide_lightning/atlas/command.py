@@ -32,6 +32,7 @@ from wide_lightning.atlas.layers import (
     layer_reader,
     penultimate_head_weight,
 )
+from wide_lightning.atlas.parameterization import check_coarse_to_fine
 from wide_lightning.atlas.pipeline import build_atlas, subset_indices
 from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import (
@@ -79,7 +80,7 @@ def datamodule_from_checkpoint(checkpoint: str | Path, data_dir: str | None = No
 
 def check_settings(grid_size: int | None, steps: int | None, min_density: int, neurons: int, max_points: int | None,
                    icon_size: int | None, whiten_ridge: float | None, cossim_pow: float | None, batch_size: int,
-                   shift: float | None = None) -> None:
+                   shift: float | None = None, coarse_to_fine: float | None = None) -> None:
     """Every number of the command, checked before any work (collecting and UMAP take minutes)."""
     def positive(name: str, value: Any, minimum: int = 1) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
@@ -94,11 +95,12 @@ def check_settings(grid_size: int | None, steps: int | None, min_density: int, n
             raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}.")
     if whiten_ridge == 0:
         raise ValueError("--whiten_ridge must be positive (it keeps the inverse finite); use --whiten false for none.")
-    if shift is not None:
-        try:
-            check_shift(shift)
-        except ValueError as error:
-            raise ValueError(f"--{error}") from None
+    for value, check in ((shift, check_shift), (coarse_to_fine, lambda v: check_coarse_to_fine(v, "maco"))):
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as error:
+                raise ValueError(f"--{error}") from None
 
 
 def atlas(
@@ -122,6 +124,7 @@ def atlas(
     parameterization: Parameterization | None = None,
     transforms: Transforms | None = None,
     shift: float | None = None,
+    coarse_to_fine: float | None = None,
     neurons: int = 10,
     space: Space = "hidden",
     max_points: int | None = None,
@@ -159,7 +162,7 @@ def atlas(
         preset: how icons are rendered: ``recognizable`` (the default, chosen by the study in
             ``docs/atlas.md``) or ``lucid_notebook`` (the paper's literal procedure). ``whiten``,
             ``whiten_ridge``, ``objective``, ``cossim_pow``, ``parameterization``, ``transforms``,
-            ``shift`` and ``icon_size`` replace single values of the preset. ``control=raw_input``
+            ``shift``, ``coarse_to_fine`` and ``icon_size`` replace single values of the preset. ``control=raw_input``
             whitens unless ``whiten`` is given: Appendix A.2's icons are "whitened averages over images".
         grid_size, min_density, steps, neurons, space, max_points, reducer, reproducible_layout, knn,
             seed: see ``AtlasSettings`` (unset: the paper's 15 x 15 grid, the preset's steps, all points).
@@ -174,7 +177,7 @@ def atlas(
     """
     started = time.perf_counter()
     check_settings(grid_size, steps, min_density, neurons, max_points, icon_size, whiten_ridge, cossim_pow, batch_size,
-                   shift)
+                   shift, coarse_to_fine)
     if space == "classifier_subspace" and (layer != "features" or control == "raw_input"):
         raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
     ours = model is None
@@ -206,8 +209,8 @@ def atlas(
     given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
     settings = (AtlasSettings.preview if preview else AtlasSettings.from_preset)(
         preset, min_density=min_density, whiten=whiten, whiten_ridge=whiten_ridge, objective=objective,
-        cossim_pow=cossim_pow, parameterization=parameterization, transforms=transforms, shift=shift, neurons=neurons,
-        space=space, icon_size=icon_size,
+        cossim_pow=cossim_pow, parameterization=parameterization, transforms=transforms, shift=shift,
+        coarse_to_fine=coarse_to_fine, neurons=neurons, space=space, icon_size=icon_size,
         reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed,
         icons="directions" if layer == "input" else "optimized", **given)
     dataset = datamodule.dataset(split)

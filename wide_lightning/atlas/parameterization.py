@@ -7,7 +7,9 @@ its largest column norm, applied as ``t @ M^T``); then a sigmoid. Other channel 
 sigmoid only.
 
 :class:`MacoImage` is the magnitude-constrained alternative (MACO, Fel et al. 2023): the Fourier
-magnitude fixed to the training images' mean amplitude spectrum, only the phase optimized.
+magnitude fixed to the training images' mean amplitude spectrum, only the phase optimized; its
+``band_limit`` hides the frequencies above a cut-off, which ``render_icons(coarse_to_fine=...)`` raises
+over the first steps (:func:`band_limit_at`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,18 @@ COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0
 
 def fft_scale(height: int, width: int) -> torch.Tensor:
     """``1 / max(freq, 1/max(H, W))`` on the rfft grid ``[H, W//2+1]`` (lucid, decay power 1)."""
+    return (1.0 / _radius(height, width).clamp(min=1.0 / max(height, width))).float()
+
+
+def _radius(height: int, width: int) -> torch.Tensor:
     fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
     fx = torch.fft.rfftfreq(width, dtype=torch.float64)[None, :]
-    freqs = torch.sqrt(fx * fx + fy * fy)
-    return (1.0 / freqs.clamp(min=1.0 / max(height, width))).float()
+    return torch.sqrt(fx * fx + fy * fy)
+
+
+def frequency_radius(height: int, width: int) -> torch.Tensor:
+    """``|f|`` in cycles per pixel on the rfft grid ``[H, W//2+1]`` (0 to about 0.71)."""
+    return _radius(height, width).float()
 
 
 def color_decorrelation_matrix() -> torch.Tensor:
@@ -163,18 +173,58 @@ class MacoImage(nn.Module):
         self.register_buffer("magnitude", magnitude, persistent=False)
         self.register_buffer("mean", statistics.mean.to(phase.device, torch.float32).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", statistics.std.to(phase.device, torch.float32).view(-1, 1, 1), persistent=False)
+        self.register_buffer("frequency", frequency_radius(height, height).to(phase.device), persistent=False)
+        #: the highest spatial frequency shown, in cycles per pixel (``None``: all); see :meth:`band_mask`
+        self.band_limit: float | None = None
 
     @classmethod
     def random(cls, batch: int, statistics: ImageStatistics, generator: Generator | None = None) -> "MacoImage":
         channels, size = statistics.magnitude.shape[:2]
         return cls(init_phase(batch, channels, size, generator), statistics)
 
+    def band_mask(self) -> torch.Tensor:
+        """``[P, P//2+1]`` weights of the frequencies: 1 up to ``band_limit``, falling to 0 over two bins above it."""
+        if self.band_limit is None:
+            return torch.ones_like(self.frequency)
+        ramp = 2.0 / self.size[0]
+        return (1.0 - (self.frequency - self.band_limit) / ramp).clamp(0.0, 1.0)
+
     def spatial(self) -> torch.Tensor:
         """The zero-mean image ``irfft2(|M| e^{i phase})`` before standardization, ``[B, C, H, W]``."""
-        return torch.fft.irfftn(torch.polar(self.magnitude.expand_as(self.phase), self.phase), s=self.size,
+        magnitude = self.magnitude if self.band_limit is None else self.magnitude * self.band_mask()
+        return torch.fft.irfftn(torch.polar(magnitude.expand_as(self.phase), self.phase), s=self.size,
                                 dim=(-2, -1), norm="ortho")
 
     def forward(self) -> torch.Tensor:
         x = self.spatial()
         z = (x - x.mean((-2, -1), keepdim=True)) / x.std((-2, -1), keepdim=True).clamp_min(1e-8)
         return (self.mean + self.std * z).clamp(0.0, 1.0)
+
+
+# -- coarse to fine: the frequencies let in band by band --------------------------------------------
+
+
+def check_coarse_to_fine(coarse_to_fine: float, parameterization: str) -> None:
+    """Refuse a coarse-to-fine share outside [0, 1], or one asked of an image without a fixed magnitude spectrum."""
+    if isinstance(coarse_to_fine, bool) or not isinstance(coarse_to_fine, (int, float)) or not 0.0 <= coarse_to_fine <= 1.0:
+        raise ValueError(f"coarse_to_fine must be a share of the steps in [0, 1], got {coarse_to_fine!r}.")
+    if coarse_to_fine > 0 and parameterization != "maco":
+        raise ValueError(f"coarse_to_fine={coarse_to_fine} needs parameterization='maco' (a fixed amplitude "
+                         f"spectrum to let in band by band), got {parameterization!r}; set coarse_to_fine=0.")
+
+
+def band_limit_at(step: int, steps: int, coarse_to_fine: float, icon_size: int) -> float | None:
+    """The highest frequency (cycles per pixel) shown at ``step``: from ``1 / icon_size`` (one cycle per
+    icon) rising linearly to the icon's highest over the first ``coarse_to_fine`` of the steps, then ``None`` (all).
+
+    Why: started with every frequency at once, the phase optimization grows strokes everywhere in
+    parallel; with the lowest frequencies first the icon is one smooth blob whose layout the strokes
+    then refine. Over half the steps it raised the judge's share on three of the four networks
+    measured; it did not stop the narrow translated-MNIST net's icons from drawing their digit twice
+    (``docs/atlas.md``, "Coarse to fine").
+    """
+    ramp_steps = coarse_to_fine * steps
+    if step >= ramp_steps:
+        return None
+    low, high = 1.0 / icon_size, math.sqrt(0.5)
+    return low + (high - low) * step / ramp_steps

@@ -169,7 +169,8 @@ def draw_icons(
                   steps=settings.steps, lr=settings.lr, seed=settings.seed, device=device, objective=settings.objective,
                   cossim_pow=settings.cossim_pow, parameterization=settings.parameterization,
                   image_statistics=statistics, transforms=settings.transforms, shift=settings.shift,
-                  transform_samples=settings.transform_samples, lr_schedule=settings.lr_schedule)
+                  transform_samples=settings.transform_samples, lr_schedule=settings.lr_schedule,
+                  coarse_to_fine=settings.coarse_to_fine)
     start = time.perf_counter()
     icons = draw(features, torch.from_numpy(layout.whitened).float(), **render)
     seconds["render_icons"] = time.perf_counter() - start

@@ -30,6 +30,8 @@ from wide_lightning.atlas.parameterization import (
     ImageStatistics,
     MacoImage,
     Parameterization,
+    band_limit_at,
+    check_coarse_to_fine,
     init_phase,
     init_spectrum,
 )
@@ -189,6 +191,7 @@ def render_icons(
     shift: float = WHOLE_SHIFT,
     transform_samples: int = 1,
     lr_schedule: str = "constant",
+    coarse_to_fine: float = 0.0,
 ) -> RenderResult:
     """Optimize one icon per direction, all icons in one batch (spec sections 2.6-2.9, 4).
 
@@ -218,6 +221,9 @@ def render_icons(
         transform_samples: independent transform draws per step, the objective averaged over them
             (transformation robustness with a lower-variance gradient; 1: lucid's one draw per step).
         lr_schedule: ``constant`` (lucid) or ``cosine`` (the rate decays from ``lr`` to 0 over the steps).
+        coarse_to_fine: ``maco`` only: the share of the steps over which the icons' spatial
+            frequencies are let in, from one cycle per icon up to all (:func:`band_limit_at`); 0: all
+            from the start.
 
     See :func:`render_kwargs` for taking ``input_shape``, ``normalize`` and ``pad_value`` from a DataModule.
     """
@@ -252,6 +258,7 @@ def render_icons(
     if transforms not in TRANSFORMS:
         raise ValueError(f"transforms must be one of {sorted(TRANSFORMS)}, got {transforms!r}.")
     check_shift(shift)  # a bad shift is refused whichever list is used
+    check_coarse_to_fine(coarse_to_fine, parameterization)
     extra = {"shift": shift} if transforms == "whole" else {}
     transforms = TRANSFORMS[transforms](icon_size, pad_value, output_size=(height, width), **extra)
     try:
@@ -313,6 +320,8 @@ def render_icons(
             draws = torch.Generator().manual_seed(seed + 1)
             last = obj0
             for step in range(steps):
+                if coarse_to_fine > 0:
+                    image.band_limit = band_limit_at(step, steps, coarse_to_fine, icon_size)
                 if lr_schedule == "cosine":
                     optimizer.param_groups[0]["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
                 if transform_samples == 1:
