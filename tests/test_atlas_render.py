@@ -449,6 +449,8 @@ def test_render_icons_coarse_to_fine_raises_the_objective_and_is_refused_without
         AtlasSettings.from_preset("lucid_notebook", coarse_to_fine=0.25)
     with pytest.raises(ValueError, match="--coarse_to_fine must be a share of the steps"):
         check_settings(15, 8, 10, 0, None, None, None, None, 256, coarse_to_fine=2.0)
+    assert AtlasSettings.from_preset().coarse_to_fine == 0.5  # the default preset's schedule
+    assert AtlasSettings.from_preset(parameterization="fft").coarse_to_fine == 0.0  # dropped with its MACO image
 
 
 # -- rendering ------------------------------------------------------------------------------------

@@ -80,9 +80,8 @@ class ActivationAtlas(Callback):
             preset, grid_size=grid_size, min_density=min_density, steps=steps, whiten=whiten,
             whiten_ridge=whiten_ridge, objective=objective, cossim_pow=cossim_pow,
             parameterization=parameterization, transforms=transforms, shift=shift, coarse_to_fine=coarse_to_fine,
-            neurons=neurons, space=space,
-            max_points=max_points,
-            icon_size=icon_size, reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed)
+            neurons=neurons, space=space, max_points=max_points, icon_size=icon_size, reducer=reducer,
+            reproducible_layout=reproducible_layout, knn=knn, seed=seed)
         self.batch_size = batch_size
         self.output_dir = output_dir
         self.layer = layer

@@ -95,7 +95,7 @@ def check_settings(grid_size: int | None, steps: int | None, min_density: int, n
             raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}.")
     if whiten_ridge == 0:
         raise ValueError("--whiten_ridge must be positive (it keeps the inverse finite); use --whiten false for none.")
-    for value, check in ((shift, check_shift), (coarse_to_fine, lambda v: check_coarse_to_fine(v, "maco"))):
+    for value, check in ((shift, check_shift), (coarse_to_fine, check_coarse_to_fine)):
         if value is not None:
             try:
                 check(value)

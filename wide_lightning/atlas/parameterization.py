@@ -204,11 +204,12 @@ class MacoImage(nn.Module):
 # -- coarse to fine: the frequencies let in band by band --------------------------------------------
 
 
-def check_coarse_to_fine(coarse_to_fine: float, parameterization: str) -> None:
-    """Refuse a coarse-to-fine share outside [0, 1], or one asked of an image without a fixed magnitude spectrum."""
+def check_coarse_to_fine(coarse_to_fine: float, parameterization: str | None = None) -> None:
+    """Refuse a coarse-to-fine share outside [0, 1], or one asked of an image without a fixed magnitude spectrum
+    (``parameterization=None``: the share alone, for a command line that has not chosen the image yet)."""
     if isinstance(coarse_to_fine, bool) or not isinstance(coarse_to_fine, (int, float)) or not 0.0 <= coarse_to_fine <= 1.0:
         raise ValueError(f"coarse_to_fine must be a share of the steps in [0, 1], got {coarse_to_fine!r}.")
-    if coarse_to_fine > 0 and parameterization != "maco":
+    if coarse_to_fine > 0 and parameterization not in (None, "maco"):
         raise ValueError(f"coarse_to_fine={coarse_to_fine} needs parameterization='maco' (a fixed amplitude "
                          f"spectrum to let in band by band), got {parameterization!r}; set coarse_to_fine=0.")
 

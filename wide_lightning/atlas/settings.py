@@ -142,9 +142,9 @@ class AtlasSettings:
             raise TypeError(f"AtlasSettings has no setting {', '.join(map(repr, unknown))}.")
         values = {**PRESETS[preset], "preset": preset}
         given = {k: v for k, v in overrides.items() if v is not None}
-        if given.get("parameterization", "maco") != "maco" and "coarse_to_fine" not in given:
-            values["coarse_to_fine"] = 0.0  # the preset's schedule is for its MACO image; a free spectrum has none
         values.update(given)
+        if values["parameterization"] != "maco" and "coarse_to_fine" not in given:
+            values["coarse_to_fine"] = 0.0  # the preset's schedule is for its MACO image; a free spectrum has none
         return cls(**values)
 
     @classmethod
