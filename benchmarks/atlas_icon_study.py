@@ -106,6 +106,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recognizable, coarse to fine 25%": ("recognizable", {"coarse_to_fine": 0.25}),
     "recognizable, coarse to fine 50%": ("recognizable", {"coarse_to_fine": 0.5}),
     "recognizable, coarse to fine 75%": ("recognizable", {"coarse_to_fine": 0.75}),
+    # the default (coarse to fine included) with one more change, for the narrow translated net's repeated digits
+    "recognizable, coarse to fine 50%, match": ("recognizable", {"objective": "match"}),
+    "recognizable, coarse to fine 50%, cosine": ("recognizable", {"objective": "cosine"}),
+    "recognizable, coarse to fine 50%, pow 8": ("recognizable", {"cossim_pow": 8.0}),
+    "recognizable, coarse to fine 50%, 2048 steps, lr 0.1": ("recognizable", {"steps": 2048, "lr": 0.1}),
 }
 #: one factor at a time around the default preset, and the variants the other networks repeat
 AROUND_DEFAULT = [name for name in VARIANTS if name.startswith("recognizable, ")]
@@ -152,6 +157,25 @@ def spread(rows: list[dict], name: str, variant: str) -> dict:
             continue
         row[column] = f"{values.mean():.3g} +- {values.std():.2g}" if column in ("net", "judge") else fmt(values.mean())
     return row
+
+
+def objective_preference(objective: np.ndarray, right: np.ndarray) -> str:
+    """Does the network's own objective prefer the icons the judge names right? ``objective`` and
+    ``right`` are ``[seeds, cells]``: each seed's final objective per icon and whether the judge named it.
+
+    If better optimization of the objective were what the icons lack, the icon drawn by the seed that
+    reached the higher objective would more often be the one the judge names; picking each cell's best
+    seed would then raise the judge's share above the seeds' mean.
+    """
+    cells = np.arange(objective.shape[1])
+    best = right[objective.argmax(0), cells].mean()
+    mixed = right.any(0) & ~right.all(0)  # cells where some seeds drew an icon the judge names and some did not
+    text = (f"judge {right.mean():.3f} over {len(right)} seeds, {best:.3f} for each cell's seed of highest objective, "
+            f"{right.any(0).mean():.3f} named right by some seed")
+    if mixed.any():
+        higher = np.mean([objective[right[:, c], c].mean() > objective[~right[:, c], c].mean() for c in cells[mixed]])
+        text += f"; in the {mixed.sum()} cells where seeds differ, the named icons have the higher objective in {higher:.2f}"
+    return text
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -241,10 +265,13 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
         writer.writerow(row)
         print("| " + " | ".join(row[c] for c in COLUMNS) + " |", flush=True)
         rows = [row] if seed == args.icon_seeds[0] else [*rows, row]
+        drawn = ([] if seed == args.icon_seeds[0] else drawn) + [
+            (icons.objective.numpy(), judged.judge_label == judged.majority)]
         if len(rows) > 1 and seed == args.icon_seeds[-1]:
             summary = spread(rows, name, variant)
             writer.writerow(summary)
             print("| " + " | ".join(summary[c] for c in COLUMNS) + " |", flush=True)
+            print(f"# {name}, {variant}: {objective_preference(*map(np.stack, zip(*drawn)))}", flush=True)
     print(f"# {name}: data mean intensity {m['atlas/data/mean_intensity']:.3f}, bright share "
           f"{m['atlas/data/bright_share']:.3f}, typical nearest-image distance {m['atlas/data/nearest_image_distance']:.2f}",
           flush=True)

@@ -10,12 +10,17 @@ images reach: for every atlas in ``--atlas`` (a folder with ``atlas.npz``, writt
   other training images (the image itself left out of its vote);
 * ``mean of 5``: the same for the pixel mean of each cell's 5 nearest training images;
 * ``cell purity``: the mean share of a cell's examples that carry its majority label;
+* ``named by NAME``, one column per ``--network NAME=CHECKPOINT``: the share of icons that another
+  trained network (a ``wide-lightning fit`` checkpoint of the same dataset and label, e.g. the other
+  width) names as their cell's majority label. Do the icons carry the digit to a network that did not
+  draw them, or only to their own? ``-`` where the network was trained on another dataset or label.
 
 and one row per dataset for the judge's accuracy on held-out validation images (a seeded subset of
 ``--validation-images``; no atlas needed).
 
     python benchmarks/atlas_judge_ceiling.py --data-dir ../shared/datasets \\
-        --atlas mnist_n20=runs/final_atlas/mnist_conv_n20 --atlas translated_n20=runs/final_atlas/translated_mnist_conv_n20
+        --atlas mnist_n20=runs/final_atlas/mnist_conv_n20 --atlas translated_n20=runs/final_atlas/translated_mnist_conv_n20 \\
+        --network translated_n2048=runs/study/translated_mnist_conv_n2048/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wide_lightning.atlas.recognizability import NearestNeighbourJudge
+from wide_lightning.atlas.command import datamodule_from_checkpoint
+from wide_lightning.atlas.recognizability import NearestNeighbourJudge, at_input_size, classify
 from wide_lightning.data import MNIST, TranslatedMNIST
+from wide_lightning.tasks.backbone import load_network
 
 
 def datamodule_for(labels: dict[str, np.ndarray], data_dir: str):
@@ -38,7 +45,24 @@ def datamodule_for(labels: dict[str, np.ndarray], data_dir: str):
     return dm
 
 
-def judge_rows(name: str, folder: Path, data_dir: str, judges: dict) -> dict[str, float | str]:
+class OtherNetwork:
+    """A trained network, from its checkpoint, that names icons of atlases of its own dataset and label."""
+
+    def __init__(self, name: str, checkpoint: str, data_dir: str):
+        self.name = name
+        self.network = load_network(checkpoint, purpose="a judge of atlas icons")
+        self.datamodule = datamodule_from_checkpoint(checkpoint, data_dir, log=lambda _: None)
+
+    def agreement(self, dataset: str, icons: np.ndarray, cell_label: np.ndarray) -> float | str:
+        if type(self.datamodule).__name__ != dataset or self.datamodule.target != "digit":
+            return "-"
+        icons = at_input_size(torch.from_numpy(icons), self.datamodule.input_shape)
+        named = classify(self.network, icons, self.datamodule.normalize, torch.device("cpu"))
+        return float((named == cell_label).mean())
+
+
+def judge_rows(name: str, folder: Path, data_dir: str, judges: dict,
+               networks: list[OtherNetwork] = ()) -> dict[str, float | str]:
     saved = dict(np.load(folder / "atlas.npz"))
     dm = datamodule_for(saved, data_dir)
     train = dm.dataset("train")
@@ -55,7 +79,18 @@ def judge_rows(name: str, folder: Path, data_dir: str, judges: dict) -> dict[str
     named5, _ = judge.vote(judge.neighbours(mean5)[0], "digit")
     return {"atlas": name, "cells": len(cell_label), "icons": float((saved["icon_judge_label"] == cell_label).mean()),
             "nearest image": float((named == cell_label).mean()), "mean of 5": float((named5 == cell_label).mean()),
-            "cell purity": float(saved["cell_purity"].mean())}
+            "cell purity": float(saved["cell_purity"].mean()),
+            **named_by(networks, key, saved["icons"], cell_label)}
+
+
+def named_by(networks: list[OtherNetwork], dataset: str, icons: np.ndarray, cell_label: np.ndarray) -> dict:
+    """One column per network name; networks of other datasets may share a name (one per dataset)."""
+    columns: dict[str, float | str] = {}
+    for network in networks:
+        value = network.agreement(dataset, icons, cell_label)
+        if columns.get(f"named by {network.name}", "-") == "-":
+            columns[f"named by {network.name}"] = value
+    return columns
 
 
 def validation_row(name: str, data_dir: str, judge: NearestNeighbourJudge, count: int) -> dict[str, float | str]:
@@ -81,13 +116,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--atlas", action="append", required=True, help="NAME=FOLDER: a name for the row, and the folder with atlas.npz")
+    parser.add_argument("--network", action="append", default=[], metavar="NAME=CHECKPOINT",
+                        help="another trained network that names the icons of atlases of its dataset (repeatable)")
     parser.add_argument("--validation-images", type=int, default=2000, help="held-out images the judge names (a seeded subset)")
     args = parser.parse_args()
     judges: dict[str, NearestNeighbourJudge] = {}
+    networks = [OtherNetwork(*item.rpartition("=")[::2], args.data_dir) for item in args.network]
     rows = []
     for item in args.atlas:
         name, _, folder = item.rpartition("=")
-        rows.append(judge_rows(name, Path(folder), args.data_dir, judges))
+        rows.append(judge_rows(name, Path(folder), args.data_dir, judges, networks))
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
     print(table(rows))
     print()

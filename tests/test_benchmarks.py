@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -97,10 +99,15 @@ def test_atlas_judge_ceiling_names_real_images_beside_icons(fake_data_dir, tmp_p
     folder = atlas(str(checkpoint), data_dir=str(fake_data_dir), grid_size=3,
                    min_density=2, steps=2, neurons=0, reducer="pca", device="cpu")
     output = run_benchmark("atlas_judge_ceiling.py", "--data-dir", str(fake_data_dir), "--atlas", f"tiny n=8={folder}",
-                           "--validation-images", "50", cwd=tmp_path)
+                           "--network", f"itself={checkpoint}", "--validation-images", "50", cwd=tmp_path)
+    header = next(row for row in table_rows(output) if row[0] == "atlas")
     rows = [row for row in table_rows(output) if row[0] not in ("atlas", "dataset")]
     assert rows[0][0] == "tiny n=8" and int(rows[0][1]) >= 1
     assert all(0.0 <= float(value) <= 1.0 for value in rows[0][2:])
+    # the atlas's own network, given as another network, names the icons as the atlas itself recorded
+    saved = np.load(Path(folder) / "atlas.npz")
+    own = dict(zip(saved["metric_names"], saved["metric_values"]))["atlas/icons/network_agreement"]
+    assert header[-1] == "named by itself" and float(rows[0][-1]) == pytest.approx(own, abs=1e-3)
     assert rows[1][:2] == ["MNIST", "50"] and 0.0 <= float(rows[1][2]) <= 1.0
 
 
@@ -121,6 +128,28 @@ def test_atlas_icon_study_draws_each_variant_per_seed_and_their_spread(fake_data
         assert float(sd) == pytest.approx(abs(judged[0] - judged[1]) / 2, abs=1e-2)  # printed to 2 digits
     assert (tmp_path / "study" / "tiny" / "recognizable.png").is_file()
     assert len((tmp_path / "study" / "study.csv").read_text().splitlines()) == 1 + 6
+    for variant, spread in (("recognizable", rows[2]), ("lucid_notebook", rows[5])):
+        line = re.search(rf"# tiny, {variant}: judge (\S+) over 2 seeds, (\S+) for each cell's seed", output)
+        assert line is not None, output
+        assert float(line.group(1)) == pytest.approx(float(spread[4].partition(" +- ")[0]), abs=5e-3)
+        assert 0.0 <= float(line.group(2)) <= 1.0
+
+
+def test_objective_preference_on_hand_made_seeds():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from atlas_icon_study import objective_preference
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    # 3 cells, 2 seeds. Cell 0: both named right; cell 1: only seed 1, which has the higher objective;
+    # cell 2: only seed 0, which has the lower objective.
+    objective = np.array([[5.0, 1.0, 1.0], [4.0, 2.0, 3.0]])
+    right = np.array([[True, False, True], [True, True, False]])
+    text = objective_preference(objective, right)
+    # the best seeds are 0, 1, 1: right, right, wrong
+    assert text.startswith(f"judge {4 / 6:.3f} over 2 seeds, {2 / 3:.3f} for each cell's seed of highest objective, "
+                           f"{1.0:.3f} named right by some seed")
+    assert text.endswith("in the 2 cells where seeds differ, the named icons have the higher objective in 0.50")
 
 
 def test_atlas_two_copies_reads_a_digit_drawn_once_more_at_offset_zero_as_itself(fake_data_dir, tmp_path):
