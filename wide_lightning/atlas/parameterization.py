@@ -31,18 +31,14 @@ COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0
 
 def fft_scale(height: int, width: int) -> torch.Tensor:
     """``1 / max(freq, 1/max(H, W))`` on the rfft grid ``[H, W//2+1]`` (lucid, decay power 1)."""
-    return (1.0 / _radius(height, width).clamp(min=1.0 / max(height, width))).float()
+    return (1.0 / frequency_radius(height, width, torch.float64).clamp(min=1.0 / max(height, width))).float()
 
 
-def _radius(height: int, width: int) -> torch.Tensor:
+def frequency_radius(height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``|f|`` in cycles per pixel on the rfft grid ``[H, W//2+1]`` (0 to about 0.71), computed in float64."""
     fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
     fx = torch.fft.rfftfreq(width, dtype=torch.float64)[None, :]
-    return torch.sqrt(fx * fx + fy * fy)
-
-
-def frequency_radius(height: int, width: int) -> torch.Tensor:
-    """``|f|`` in cycles per pixel on the rfft grid ``[H, W//2+1]`` (0 to about 0.71)."""
-    return _radius(height, width).float()
+    return torch.sqrt(fx * fx + fy * fy).to(dtype)
 
 
 def color_decorrelation_matrix() -> torch.Tensor:
@@ -173,7 +169,7 @@ class MacoImage(nn.Module):
         self.register_buffer("magnitude", magnitude, persistent=False)
         self.register_buffer("mean", statistics.mean.to(phase.device, torch.float32).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", statistics.std.to(phase.device, torch.float32).view(-1, 1, 1), persistent=False)
-        self.register_buffer("frequency", frequency_radius(height, height).to(phase.device), persistent=False)
+        self.register_buffer("frequency", frequency_radius(*self.size).to(phase.device), persistent=False)
         #: the highest spatial frequency shown, in cycles per pixel (``None``: all); see :meth:`band_mask`
         self.band_limit: float | None = None
 
