@@ -40,7 +40,7 @@ from wide_lightning.atlas.pipeline import draw_icons, few_valued, layout_for
 from wide_lightning.atlas.recognizability import NearestNeighbourJudge, judge_icons
 from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import AtlasSettings
-from wide_lightning.tasks.probe import load_backbone_task
+from wide_lightning.tasks.backbone import load_backbone_task
 
 #: the recognizable preset before coarse to fine (2026-12-02): the rows measured around it keep it off
 NO_C2F = {"coarse_to_fine": 0.0}

@@ -24,7 +24,7 @@ import torch
 from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.embedding import exact_knn, normalize_layout, umap_layout, unique_rows
 from wide_lightning.atlas.metrics import decodability
-from wide_lightning.atlas.layers import layer_reader
+from wide_lightning.activations import layer_reader
 from wide_lightning.data.mnist import MNIST
 from wide_lightning.tasks import load_backbone_task
 

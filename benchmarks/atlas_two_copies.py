@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from wide_lightning.atlas.command import datamodule_from_checkpoint
-from wide_lightning.tasks.probe import load_backbone_task
+from wide_lightning.tasks.backbone import load_backbone_task
 
 COLUMNS = ("network", "offset", "named x", "named x2", "cos(x2, x)", "cos(x moved, x)", "cos same digit", "cos other digit")
 

@@ -8,7 +8,8 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 
 from tests.conftest import REPO
-from wide_lightning.atlas import AtlasSettings, LayerNotFoundError, build_atlas, layer_reader
+from wide_lightning.activations import LayerNotFoundError, layer_reader
+from wide_lightning.atlas import AtlasSettings, build_atlas
 from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.command import atlas as atlas_command
 from wide_lightning.atlas.render import directions_as_icons
@@ -16,7 +17,8 @@ from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.cli import build_cli
 from wide_lightning.data import MNIST
 from wide_lightning.data.base import DATA_ENV
-from wide_lightning.tasks import CheckpointKindError, ConvClassifier
+from wide_lightning.checkpoints import CheckpointKindError
+from wide_lightning.tasks import ConvClassifier
 
 TINY = AtlasSettings(grid_size=4, min_density=2, steps=8, neurons=3, reducer="pca", max_points=600)
 

@@ -15,9 +15,10 @@ from tests.conftest import REPO
 from wide_lightning.cli import build_cli
 from wide_lightning.data import CIFAR100Coarse, TranslatedMNIST
 from wide_lightning.data.base import DATA_ENV
-from wide_lightning.tasks import CHECKPOINT_KEY, ConvClassifier, MLPClassifier
+from wide_lightning.checkpoints import CHECKPOINT_KEY
+from wide_lightning.tasks import ConvClassifier, MLPClassifier
 
-# configs/atlas/ holds configs of wide-lightning-atlas, not of fit (tests/test_atlas_layers.py runs them)
+# configs/atlas/ holds configs of wide-lightning-atlas, not of fit (tests/test_activations.py runs them)
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml")
                  if p.relative_to(REPO / "configs").parts[0] != "atlas")
 # integers >= 2: jsonargparse reads Lightning's Union[int, float] "1" as 1.0, i.e. every batch

@@ -11,7 +11,8 @@ from wide_lightning import MLPClassifier, StackedLinearProbe, StackedMLPClassifi
 from wide_lightning.cli import build_cli
 from wide_lightning.nets import MLP
 from wide_lightning.stack import StackedNet
-from wide_lightning.tasks.probe import CheckpointKindError, LinearProbe
+from wide_lightning.checkpoints import CheckpointKindError
+from wide_lightning.tasks.probe import LinearProbe
 from wide_lightning.tasks.metrics import EpochLossAccuracy
 
 SHAPE = (1, 28, 28)

@@ -3,8 +3,8 @@ import torch
 from lightning.pytorch import Trainer
 
 from wide_lightning.data import MNIST, TranslatedMNIST
+from wide_lightning.checkpoints import CheckpointKindError
 from wide_lightning.tasks import (
-    CheckpointKindError,
     ConvClassifier,
     LinearProbe,
     MLPClassifier,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_atlas_layers import TINY
+from tests.test_activations import TINY
 from tests.test_probe_any_backbone import frozen_copy, same
 from tests.test_tasks import tiny_trainer
 from wide_lightning.atlas.command import atlas as atlas_command
@@ -69,4 +69,4 @@ def test_a_trained_resnet_checkpoint_serves_the_atlas_and_the_probe(fake_data_di
     tiny_trainer().fit(probe, datamodule=TranslatedMNIST(data_dir=fake_data_dir, download=False, batch_size=32,
                                                          target="shift"))
     assert same(before, probe.net.features)  # batch-norm statistics included
-    assert probe.summary()["backbone/network"] == "resnet18"
+    assert probe.facts()["backbone/network"] == "resnet18"

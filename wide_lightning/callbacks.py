@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from wide_lightning.atlas.collect import collect_from_datamodule
 from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
-from wide_lightning.atlas.layers import Position, class_scores, describe_layer, layer_reader, penultimate_head_weight
+from wide_lightning.activations import Position, class_scores, describe_layer, layer_reader, penultimate_head_weight
 from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
 from wide_lightning.atlas.render import render_kwargs
 from wide_lightning.atlas.settings import (
@@ -46,7 +46,7 @@ class ActivationAtlas(Callback):
     module path in the LightningModule (``features``, the default, is our networks' penultimate layer;
     e.g. ``net.features.3``, or ``backbone.layer4`` of a module of your own) and ``position`` how a
     convolutional layer gives one vector per example (``random``, the paper's; ``centre``; ``mean``):
-    see ``wide_lightning/atlas/layers.py``.
+    see ``wide_lightning/activations.py``.
     """
 
     def __init__(

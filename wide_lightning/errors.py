@@ -27,7 +27,7 @@ _NON_FINITE = {"nan": ".nan", "inf": ".inf", "+inf": ".inf", "infinity": ".inf",
 #: The classes whose options a section of the fit command's options (``--trainer.x``) names.
 _SECTION_CLASSES = {
     "trainer": "lightning.pytorch.Trainer",
-    "checkpoint": "wide_lightning.checkpointing.BestAndLastCheckpoint",
+    "checkpoint": "wide_lightning.checkpoints.BestAndLastCheckpoint",
     "probe": "wide_lightning.cli.ProbeSpec",
 }
 

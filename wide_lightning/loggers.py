@@ -116,6 +116,15 @@ class WandbLogger(LightningWandbLogger):
             self._wandb_init.pop("anonymous", None)
 
 
+def wandb_run_id(loggers: Any) -> str | None:
+    """The id of the W&B run among ``loggers`` (``None`` without one, or before it started)."""
+    for logger in loggers or []:
+        if isinstance(logger, LightningWandbLogger) and getattr(logger, "_experiment", None) is not None:
+            run_id = getattr(logger.experiment, "id", None)
+            return run_id if isinstance(run_id, str) else None
+    return None
+
+
 def unused_path(path: Path) -> Path:
     """``path``, or ``<stem>-v1<suffix>``, ``-v2``... if taken: an earlier run's file is never overwritten."""
     candidate, version = path, 0
@@ -193,3 +202,22 @@ class PrefixedLogger(Logger):
 
     def finalize(self, status: str) -> None:
         pass
+
+
+def finish_wandb_run(trainer: Trainer, record: dict[str, Any]) -> None:
+    """One fit is one W&B run: give it the run record's numbers, then finish it, so a later fit starts its own."""
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        if isinstance(logger, LightningWandbLogger):
+            run = logger.experiment
+            flat = {k: v for k, v in record.items() if isinstance(v, (int, float, str)) or v is None}
+            for section in ("base", "probe"):
+                flat.update({f"{section}/{k}": v for k, v in (record.get(section) or {}).items()
+                             if isinstance(v, (int, float))})
+            if hasattr(run, "summary"):
+                run.summary.update(flat)
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=0 if record.get("status") == "finished" else 1)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from wide_lightning.tasks.base import CHECKPOINT_KEY
+from wide_lightning.checkpoints import CheckpointRecord, read_checkpoint
 
 #: DataModule arguments that say where and how fast the data is read, not what is learned.
 DATA_LOCATION_ARGUMENTS = frozenset({"data_dir", "download", "num_workers", "placement"})
@@ -50,6 +49,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _short(class_path: str) -> str:
+    """A class's name without its module, the same for a DataModule's name and its short alias (``MNIST``)."""
+    return class_path.rsplit(".", 1)[-1].removesuffix("DataModule")
+
+
 def _differences(section: str, recorded: dict[str, Any], wanted: dict[str, Any], skip: frozenset[str]) -> list[str]:
     lines = []
     for key in sorted(set(recorded) & set(wanted) - skip):
@@ -60,21 +64,21 @@ def _differences(section: str, recorded: dict[str, Any], wanted: dict[str, Any],
     return lines
 
 
-def resume_conflicts(checkpoint: dict[str, Any], model: Any, data: Any) -> list[str]:
+def resume_conflicts(record: CheckpointRecord, model: Any, data: Any) -> list[str]:
     """What differs between a checkpoint and the resolved config's ``model`` and ``data`` sections."""
     lines = []
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    hparams = record.hyper_parameters
     model = _plain(model) or {}
     recorded_class = hparams.get("_class_path")
-    if recorded_class and model.get("class_path") and recorded_class.rsplit(".", 1)[-1] != model["class_path"].rsplit(".", 1)[-1]:
+    if recorded_class and model.get("class_path") and _short(recorded_class) != _short(model["class_path"]):
         lines.append(f"model.class_path: checkpoint {recorded_class!r}, config {model['class_path']!r}")
     else:
         lines += _differences("model", hparams, model.get("init_args") or {}, LINKED_FROM_DATA)
-    marker = (checkpoint.get(CHECKPOINT_KEY) or {}).get("datamodule")
+    marker = record.datamodule
     data = _plain(data) or {}
     if marker and data.get("class_path"):
         recorded_class = marker["class_path"]
-        if recorded_class.rsplit(".", 1)[-1] != data["class_path"].rsplit(".", 1)[-1]:
+        if _short(recorded_class) != _short(data["class_path"]):
             lines.append(f"data.class_path: checkpoint {recorded_class!r}, config {data['class_path']!r}")
         else:
             lines += _differences("data", marker.get("init_args") or {}, data.get("init_args") or {},
@@ -82,23 +86,44 @@ def resume_conflicts(checkpoint: dict[str, Any], model: Any, data: Any) -> list[
     return lines
 
 
-def check_resumable(path: str, checkpoint: dict[str, Any], model: Any, data: Any) -> None:
-    """Refuse to resume ``path`` under a config that describes another run, naming each difference."""
-    conflicts = resume_conflicts(checkpoint, model, data)
+def check_resumable(record: CheckpointRecord, model: Any, data: Any) -> None:
+    """Refuse to resume ``record`` under a config that describes another run, naming each difference."""
+    conflicts = resume_conflicts(record, model, data)
     if conflicts:
         raise ResumeMismatch(
-            f"--ckpt_path {path} was trained with other settings than this config asks for: "
+            f"--ckpt_path {record.path} was trained with other settings than this config asks for: "
             + "; ".join(conflicts)
             + ". Either change the config (or the flags) to the checkpoint's values to resume it, or leave out "
               "--ckpt_path to start this run fresh."
         )
 
 
-def load_for_checking(path: str) -> dict[str, Any]:
-    """The checkpoint's dictionaries, memory-mapped (a large network's weights are not read into memory)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same sentence
-        raise ValueError(f"--ckpt_path {path} cannot be read as a checkpoint ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''}); point it at a .ckpt that `fit` "
-                         f"wrote, or leave it out to start fresh.") from error
+def resolve_resume(config: Any) -> None:
+    """``config.ckpt_path`` made the file to resume, checked against ``config``; its W&B run continued.
+
+    ``last`` with nothing to resume says so in one line and starts fresh (so a scheduler may requeue
+    the same command).
+    """
+    ckpt_path = config.get("ckpt_path")
+    if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
+        return
+    if ckpt_path == "last":
+        directory = config.checkpoint.dirpath if config.get("checkpoint") is not None else None
+        found = newest_last_checkpoint(directory) if directory else None
+        if found is None:
+            print(f"--ckpt_path last: nothing to resume in {directory or '(no checkpoint folder)'}; "
+                  f"training from the start.", file=sys.stderr)
+            config.ckpt_path = None
+            return
+        ckpt_path = config.ckpt_path = found
+    elif not os.path.isfile(ckpt_path):
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file. Give a .ckpt that `fit` wrote, `last` "
+                                f"for this run's newest, or leave it out to start fresh.")
+    record = read_checkpoint(ckpt_path, name="--ckpt_path",
+                             advice="point it at a .ckpt that `fit` wrote, or leave it out to start fresh.")
+    check_resumable(record, config.model, config.data)
+    logger = config.trainer.logger
+    init_args = getattr(logger, "init_args", None)
+    if record.wandb_run_id and init_args is not None and init_args.get("id") is None \
+            and str(getattr(logger, "class_path", "")).endswith("WandbLogger"):
+        init_args.id = record.wandb_run_id  # Lightning's WandbLogger resumes with resume="allow": the same W&B run

@@ -6,8 +6,7 @@ and numbers. ``pipeline.build_atlas`` chains them for the end-of-training callba
 (``wide_lightning.callbacks.ActivationAtlas``) and the command (``wide-lightning-atlas``).
 """
 
-from wide_lightning.atlas.layers import LayerNotFoundError, layer_reader
 from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
 from wide_lightning.atlas.settings import PRESETS, AtlasSettings
 
-__all__ = ["PRESETS", "AtlasResult", "AtlasSettings", "LayerNotFoundError", "build_atlas", "layer_reader"]
+__all__ = ["PRESETS", "AtlasResult", "AtlasSettings", "build_atlas"]

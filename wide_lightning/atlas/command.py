@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.atlas.layers import (
+from wide_lightning.activations import (
     Position,
     class_scores,
     describe_layer,

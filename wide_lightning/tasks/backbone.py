@@ -1,82 +1,50 @@
 """Which trained network a probe or an atlas reads: our checkpoints, someone else's LightningModule, a torchvision model.
 
-``load_backbone_task`` reads a checkpoint of ``wide-lightning fit`` (it records its task and DataModule);
-``load_network`` also builds networks that are not ours, by their dotted class or function path.
+``load_backbone_task`` builds the task of a ``wide-lightning fit`` checkpoint (it records its task and
+DataModule); ``load_network`` also builds networks that are not ours, by their dotted class or
+function path. Both take a path or a ``CheckpointRecord`` already read (``wide_lightning/checkpoints.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask
+from wide_lightning.checkpoints import CheckpointKindError, CheckpointRecord, import_object, read_checkpoint
+from wide_lightning.tasks.base import ClassificationTask
+
+Checkpoint = str | Path | CheckpointRecord
 
 
-class CheckpointKindError(ValueError):
-    """A checkpoint that is missing, unreadable, or not of the kind asked for."""
+def as_record(checkpoint: Checkpoint) -> CheckpointRecord:
+    return checkpoint if isinstance(checkpoint, CheckpointRecord) else read_checkpoint(checkpoint)
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """The contents of a checkpoint file, with one sentence for a missing or unreadable one."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointKindError(f"checkpoint {path} does not exist; pass the .ckpt file a `wide-lightning fit` run wrote.")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise CheckpointKindError(f"checkpoint {path} cannot be read ({error!r}); it is truncated or not a checkpoint.") from error
-
-
-def load_checkpoint_dict(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by ``wide-lightning fit`` (it carries our marker), else a clear error."""
-    checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
-        raise CheckpointKindError(
-            f"{path} is not a wide_lightning checkpoint (no {CHECKPOINT_KEY!r} entry); expected a checkpoint "
-            f"written by `wide-lightning fit` with a ConvClassifier or MLPClassifier model."
-        )
-    return checkpoint
-
-
-def load_backbone_task(path: str | Path, purpose: str = "a linear probe") -> ClassificationTask:
-    """The base-training task saved in ``path`` (a ConvClassifier or MLPClassifier), in eval mode on the CPU.
+def load_backbone_task(checkpoint: Checkpoint, purpose: str = "a linear probe") -> ClassificationTask:
+    """The base-training task saved in ``checkpoint`` (a ConvClassifier or MLPClassifier), in eval mode on the CPU.
 
     ``purpose`` names what needs it in the error for a checkpoint of another kind.
     """
-    checkpoint = load_checkpoint_dict(path)
-    marker = checkpoint[CHECKPOINT_KEY]
-    module_name, _, class_name = marker["task"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if cls is None or not issubclass(cls, ClassificationTask):
-        raise CheckpointKindError(f"{path} names task {marker['task']!r}, which wide_lightning does not know.")
-    if not marker.get("is_backbone", False):
-        backbone = (checkpoint.get("hyper_parameters") or {}).get("backbone_checkpoint")
+    record = as_record(checkpoint).require_ours()
+    cls = record.task_class()
+    if not issubclass(cls, ClassificationTask):
+        raise CheckpointKindError(f"{record.path} names task {record.task!r}, which wide_lightning does not know.")
+    if not record.is_backbone:
+        backbone = record.hyper_parameters.get("backbone_checkpoint")
         hint = f" Its frozen backbone is {backbone}: use that." if backbone else ""
         raise CheckpointKindError(
-            f"{path} is a {class_name} checkpoint; {purpose} needs a base-training checkpoint "
+            f"{record.path} is a {record.task_name} checkpoint; {purpose} needs a base-training checkpoint "
             f"(ConvClassifier or MLPClassifier), such as runs/<dataset>/<config>/checkpoints/last.ckpt.{hint}"
         )
-    task = cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    task.training_data = marker.get("datamodule")  # the DataModule it was trained on, as recorded
-    return task.eval()
+    task = record.build(cls)
+    task.training_data = record.datamodule  # the DataModule it was trained on, as recorded
+    return task
 
 
-def import_object(path: str) -> object:
-    """The object a dotted path names (``torchvision.models.resnet18``, ``my_package.MyModule``)."""
-    module_name, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"--model {path!r} names nothing importable ({error}); give a class or function by its "
-                         f"full dotted path, e.g. torchvision.models.resnet18 or my_package.MyLightningModule.") from None
-
-
-def load_network(checkpoint: str | None, model: str | None = None, weights: str | None = None,
+def load_network(checkpoint: Checkpoint | None, model: str | None = None, weights: str | None = None,
                  purpose: str = "a linear probe") -> nn.Module:
     """The network a probe or an atlas (``purpose``, for the errors) reads, in eval mode on the CPU.
 
@@ -94,8 +62,7 @@ def load_network(checkpoint: str | None, model: str | None = None, weights: str 
     if isinstance(target, type) and issubclass(target, LightningModule):
         if checkpoint is None:
             raise ValueError(f"--model {model} is a LightningModule: give its --checkpoint.")
-        read_checkpoint(checkpoint)
-        return target.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
+        return as_record(checkpoint).build(target)
     if not callable(target):
         raise ValueError(f"--model {model} is a {type(target).__name__}, not a class or function that builds a network.")
     named_weights = weights is not None and not Path(weights).exists()
@@ -106,13 +73,15 @@ def load_network(checkpoint: str | None, model: str | None = None, weights: str 
     if weights is not None and not named_weights:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     elif checkpoint is not None:
-        loaded = read_checkpoint(checkpoint)
-        state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-        if state is None:
-            raise CheckpointKindError(f"{checkpoint} holds a {type(loaded).__name__}, not a state dict for {model}.")
+        record = as_record(checkpoint)
+        state = record.state_dict if "state_dict" in record.contents else record.contents
+        if "object" in record.contents and len(record.contents) == 1:
+            raise CheckpointKindError(f"{record.path} holds a {type(record.contents['object']).__name__}, "
+                                      f"not a state dict for {model}.")
     if state is not None:
         try:
             network.load_state_dict(state)
         except RuntimeError as error:
-            raise ValueError(f"the weights in {weights or checkpoint} do not fit {model}: {str(error).splitlines()[0]}") from None
+            source = weights or as_record(checkpoint).path
+            raise ValueError(f"the weights in {source} do not fit {model}: {str(error).splitlines()[0]}") from None
     return network.eval()

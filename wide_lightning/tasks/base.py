@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
-from torchmetrics import MaxMetric
 
-from wide_lightning.tasks.metrics import EpochLossAccuracy
+from wide_lightning.checkpoints import CHECKPOINT_KEY, marker
+from wide_lightning.loggers import wandb_run_id
+from wide_lightning.tasks.metrics import BestSoFar, EpochLossAccuracy
 
-#: The checkpoint key that marks a wide_lightning checkpoint and names its task class.
-CHECKPOINT_KEY = "wide_lightning"
 LearningRate = float | Literal["1/width"]
 
 
 class Diverged(ValueError):
     """The training loss stopped being a finite number: the run cannot recover, so it stops."""
-
-
-def wandb_run_id(loggers: Any) -> str | None:
-    """The id of the W&B run among ``loggers`` (``None`` without one, or before it started)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    for logger in loggers or []:
-        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
-            run_id = getattr(logger.experiment, "id", None)
-            return run_id if isinstance(run_id, str) else None
-    return None
-
-
-def init_arguments(module: Any) -> dict[str, Any]:
-    """A module's saved init arguments without the private entries LightningCLI adds (``_class_path``...)."""
-    return {k: v for k, v in dict(getattr(module, "hparams", {})).items() if not k.startswith("_")}
 
 
 def resolve_lr(lr: LearningRate, width: int) -> float:
@@ -63,17 +45,27 @@ class ClassificationTask(LightningModule):
     #: Set by ``wide_lightning.speed.CapturedTrainingStep`` during ``fit``: its ``RecordedSteps``.
     step_graph: Any = None
 
-    def __init__(self, num_classes: int, lr: float, momentum: float = 0.9) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.lr_value = lr
-        self.momentum = momentum
-        self.train_metrics = EpochLossAccuracy()
-        self.val_metrics = EpochLossAccuracy()
-        self.test_metrics = EpochLossAccuracy()
-        self.val_acc_best = MaxMetric()
-        self.test_acc_best = MaxMetric()
+        self.save_hyperparameters()  # the concrete task's arguments (collected from its __init__)
+        self.net = self.configure_network()
+        self.configure_metrics()
+        self.lr  # noqa: B018 - a bad learning rate fails now, not at the first optimizer step
         self._splits_seen: set[str] = set()
-        self._restored_best: dict[str, torch.Tensor] = {}
+
+    def configure_network(self) -> nn.Module:
+        """The network this task trains, built from ``self.hparams``."""
+        raise NotImplementedError
+
+    #: How many networks ``self.net`` holds side by side (a stack's members); ``None``: one.
+    members: int | None = None
+
+    def configure_metrics(self) -> None:
+        """An epoch's loss and accuracy per split, and the best accuracy so far (saved in checkpoints)."""
+        for split in ("train", "val", "test"):
+            setattr(self, f"{split}_metrics", EpochLossAccuracy(members=self.members))
+        self.val_acc_best = BestSoFar(members=self.members)
+        self.test_acc_best = BestSoFar(members=self.members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -143,21 +135,6 @@ class ClassificationTask(LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def on_train_start(self) -> None:
-        # best-so-far starts afresh, or where the resumed checkpoint left it (a resumed run's best covers
-        # the epochs before the interruption too)
-        for split in ("val", "test"):
-            best = getattr(self, f"{split}_acc_best")
-            best.reset()
-            if split in self._restored_best:
-                best.update(self._restored_best[split].to(self.device))
-        self._restored_best = {}
-
-    def best_so_far(self) -> dict[str, torch.Tensor]:
-        """``{split: best accuracy so far}`` for the splits that have one (stored in each checkpoint)."""
-        bests = {split: getattr(self, f"{split}_acc_best") for split in ("val", "test")}
-        return {split: best.compute().detach().cpu() for split, best in bests.items() if best.update_count}
-
     def on_train_epoch_end(self) -> None:
         self._stop_if_diverged(self._log_epoch("train", with_loss=True)[0])
 
@@ -179,7 +156,7 @@ class ClassificationTask(LightningModule):
                 getattr(self, f"{split}_metrics").reset()
                 continue
             best = getattr(self, f"{split}_acc_best")
-            best(self._log_epoch(split))
+            best.update(self._log_epoch(split))
             self.log(f"{split}/acc_best", best.compute(), prog_bar=split == "val")
 
     def on_test_epoch_end(self) -> None:
@@ -190,37 +167,39 @@ class ClassificationTask(LightningModule):
 
     @property
     def lr(self) -> float:
-        return resolve_lr(self.lr_value, self.net.width)
+        return resolve_lr(self.hparams.lr, self.net.width)
+
+    @property
+    def momentum(self) -> float:
+        return self.hparams.momentum
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.trainable_parameters(), lr=self.lr, momentum=self.momentum)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        cls = type(self)
-        marker: dict[str, Any] = {"task": f"{cls.__module__}.{cls.__qualname__}", "is_backbone": self.is_backbone}
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is not None:  # lets `wide-lightning-atlas` rebuild the data from the checkpoint alone
-            dm_cls = type(datamodule)
-            marker["datamodule"] = {"class_path": f"{dm_cls.__module__}.{dm_cls.__qualname__}",
-                                    "init_args": init_arguments(datamodule),
-                                    # where the files were, however they were found (flag, variable, ./data)
-                                    "data_dir": str(Path(datamodule.data_dir).resolve())}
-        marker["best_so_far"] = self.best_so_far()
-        run_id = wandb_run_id(self.loggers)
-        if run_id is not None:  # a resumed run continues this W&B run
-            marker["wandb_run_id"] = run_id
-        checkpoint[CHECKPOINT_KEY] = marker
+        checkpoint[CHECKPOINT_KEY] = marker(self, datamodule, wandb_run_id(self.loggers), **self.marker_extras())
+
+    def marker_extras(self) -> dict[str, Any]:
+        """What a task adds to its checkpoints' ``wide_lightning`` entry (a stack: its seeds)."""
+        return {}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._restored_best = dict(checkpoint.get(CHECKPOINT_KEY, {}).get("best_so_far", {}))
+        # checkpoints written before the best-so-far accuracies were metric state carried them in the marker
+        state, recorded = checkpoint.get("state_dict"), (checkpoint.get(CHECKPOINT_KEY) or {}).get("best_so_far", {})
+        for split in ("val", "test"):
+            best = getattr(self, f"{split}_acc_best")
+            if state is not None and f"{split}_acc_best.value" not in state:
+                state[f"{split}_acc_best.value"] = recorded[split].reshape(best.value.shape) if split in recorded \
+                    else best.value.clone()
 
     def on_fit_start(self) -> None:
         # Lightning logs hparams; these are derived and matter for scans (Figure 4's x axis).
         if self.logger is not None:
-            self.logger.log_hyperparams(self.summary())
+            self.logger.log_hyperparams(self.facts())
 
-    def summary(self) -> dict[str, Any]:
-        """Facts about the network worth logging beside the hyper-parameters."""
+    def facts(self) -> dict[str, Any]:
+        """Facts about the network worth logging beside the hyper-parameters (and in the run record)."""
         return {
             "width": self.net.width,
             "depth": getattr(self.net, "depth", None),

@@ -30,10 +30,11 @@ class ConvClassifier(ClassificationTask):
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
     ) -> None:
-        super().__init__(num_classes, lr, momentum)
-        self.save_hyperparameters()
-        self.net = ConvNet(input_shape, num_classes, width, conv_channels)
-        self.lr  # fail now, not at the first optimizer step, on a bad lr
+        super().__init__()
+
+    def configure_network(self) -> ConvNet:
+        h = self.hparams
+        return ConvNet(h.input_shape, h.num_classes, h.width, h.conv_channels)
 
 
 class MLPClassifier(ClassificationTask):
@@ -60,10 +61,11 @@ class MLPClassifier(ClassificationTask):
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
     ) -> None:
-        super().__init__(num_classes, lr, momentum)
-        self.save_hyperparameters()
-        self.net = MLP(input_shape, num_classes, depth, width, n_max)
-        self.lr
+        super().__init__()
+
+    def configure_network(self) -> MLP:
+        h = self.hparams
+        return MLP(h.input_shape, h.num_classes, h.depth, h.width, h.n_max)
 
 
 class TorchvisionClassifier(ClassificationTask):
@@ -93,7 +95,8 @@ class TorchvisionClassifier(ClassificationTask):
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
     ) -> None:
-        super().__init__(num_classes, lr, momentum)
-        self.save_hyperparameters()
-        self.net = TorchvisionNet(network, input_shape, num_classes, weights)
-        self.lr
+        super().__init__()
+
+    def configure_network(self) -> TorchvisionNet:
+        h = self.hparams
+        return TorchvisionNet(h.network, h.input_shape, h.num_classes, h.weights)

@@ -37,3 +37,25 @@ class EpochLossAccuracy(Metric):
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         total = self.total.clamp(min=1)
         return self.loss_sum / total, self.correct / total
+
+
+class BestSoFar(Metric):
+    """The largest value seen so far (per member of a stack: ``members=S``), part of the task's state.
+
+    Its state is persistent, so Lightning saves it in every checkpoint and a resumed run's best covers
+    the epochs before the interruption too. It starts at ``-inf`` (nothing seen); ``update`` takes
+    values already reduced over DDP ranks, so the ``max`` reduction changes nothing.
+    """
+
+    full_state_update = False
+
+    def __init__(self, members: int | None = None) -> None:
+        super().__init__()
+        shape = () if members is None else (members,)
+        self.add_state("value", default=torch.full(shape, float("-inf")), dist_reduce_fx="max", persistent=True)
+
+    def update(self, value: torch.Tensor) -> None:
+        self.value = torch.maximum(self.value, value.detach().to(self.value.dtype).reshape(self.value.shape))
+
+    def compute(self) -> torch.Tensor:
+        return self.value

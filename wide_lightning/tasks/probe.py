@@ -10,15 +10,11 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import nn
 
-from wide_lightning.atlas.layers import layer_reader
+from wide_lightning.activations import layer_reader
 from wide_lightning.nets import PixelLinear, init_head_
-from wide_lightning.tasks.backbone import (  # noqa: F401  (the probe's names for them, older imports)
-    CheckpointKindError,
-    load_backbone_task,
-    load_checkpoint_dict,
-    load_network,
-)
-from wide_lightning.tasks.base import ClassificationTask, LearningRate, init_arguments
+from wide_lightning.checkpoints import init_arguments
+from wide_lightning.tasks.backbone import load_network
+from wide_lightning.tasks.base import ClassificationTask, LearningRate
 
 
 def input_scaling_of(training_data: dict[str, Any] | None) -> str:
@@ -132,21 +128,22 @@ class LinearProbe(ClassificationTask):
         backbone_model: str | None = None,
         backbone_weights: str | None = None,
     ) -> None:
-        super().__init__(num_classes, lr, momentum)
-        self.save_hyperparameters()
-        if pool not in ("mean", "flatten", "centre"):
-            raise ValueError(f"pool must be 'mean', 'flatten' or 'centre', got {pool!r}.")
-        backbone = load_network(backbone_checkpoint, backbone_model, backbone_weights)
-        if backbone_model is None:
-            check_probe_input(backbone, input_shape, backbone_checkpoint)
-        features = layer_reader(backbone, layer, position=pool)
+        super().__init__()
+
+    def configure_network(self) -> ProbeNet:
+        h = self.hparams
+        if h.pool not in ("mean", "flatten", "centre"):
+            raise ValueError(f"pool must be 'mean', 'flatten' or 'centre', got {h.pool!r}.")
+        backbone = load_network(h.backbone_checkpoint, h.backbone_model, h.backbone_weights)
+        if h.backbone_model is None:
+            check_probe_input(backbone, h.input_shape, h.backbone_checkpoint)
+        features = layer_reader(backbone, h.layer, position=h.pool)
         with torch.no_grad():
-            width = features.eval()(torch.zeros(2, *input_shape)).shape[1]
-        self.net = ProbeNet(features, probe_head(width, num_classes, head_seed), input_shape)
+            width = features.eval()(torch.zeros(2, *h.input_shape)).shape[1]
         self.backbone_hparams = init_arguments(backbone) if isinstance(backbone, ClassificationTask) else {}
         self.backbone_data = getattr(backbone, "training_data", None)
-        self.backbone_name = backbone_checkpoint or backbone_model
-        self.lr
+        self.backbone_name = h.backbone_checkpoint or h.backbone_model
+        return ProbeNet(features, probe_head(width, h.num_classes, h.head_seed), h.input_shape)
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None and self.trainer.datamodule is not None:
@@ -159,8 +156,8 @@ class LinearProbe(ClassificationTask):
                                f"{trained_on.rpartition('.')[2]}, the probe trains on {type(datamodule).__name__}.")
             self.datasets = {"backbone_dataset": trained_on or "unknown", "probe_dataset": probed_on}
 
-    def summary(self) -> dict[str, Any]:
-        facts = with_backbone_facts(super().summary(), self.backbone_hparams)
+    def facts(self) -> dict[str, Any]:
+        facts = with_backbone_facts(super().facts(), self.backbone_hparams)
         facts.update(getattr(self, "datasets", {}), layer=self.hparams.layer)
         return facts
 
@@ -175,7 +172,7 @@ class RawInputLinear(ClassificationTask):
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
     ) -> None:
-        super().__init__(num_classes, lr, momentum)
-        self.save_hyperparameters()
-        self.net = PixelLinear(input_shape, num_classes)
-        self.lr
+        super().__init__()
+
+    def configure_network(self) -> PixelLinear:
+        return PixelLinear(self.hparams.input_shape, self.hparams.num_classes)

@@ -20,19 +20,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.seed import isolate_rng
 
+from wide_lightning.checkpoints import CheckpointKindError, init_arguments, read_checkpoint
 from wide_lightning.nets import MLP
 from wide_lightning.stack import StackedGroups, StackedNet
-from wide_lightning.tasks.base import CHECKPOINT_KEY, ClassificationTask, LearningRate, init_arguments
-from wide_lightning.tasks.metrics import EpochLossAccuracy
-from wide_lightning.tasks.probe import (
-    CheckpointKindError,
-    ProbeNet,
-    check_probe_input,
-    check_probe_scaling,
-    load_checkpoint_dict,
-    probe_head,
-    with_backbone_facts,
-)
+from wide_lightning.tasks.base import ClassificationTask, LearningRate
+from wide_lightning.tasks.probe import ProbeNet, check_probe_input, check_probe_scaling, probe_head, with_backbone_facts
 
 
 def _check_depths(depths: list[int]) -> list[int]:
@@ -58,20 +50,19 @@ def member_names(seeds: list[int], depths: list[int] | None) -> list[str]:
 
 class StackedTask(ClassificationTask):
     """Shared by the stacked tasks: members in ``self.net`` (a ``StackedNet``, or ``StackedGroups`` for a
-    depth scan), per-member metrics and logs under each member's name (``member_names``)."""
+    depth scan), per-member metrics and logs under each member's name (``member_names``). A subclass's
+    ``configure_network`` calls ``set_members`` first."""
 
     net: StackedNet | StackedGroups
+    seeds: list[int]
+    depths: list[int] | None
+    member_names: list[str]
 
-    def __init__(self, num_classes: int, seeds: list[int], lr: LearningRate, momentum: float,
-                 depths: list[int] | None = None) -> None:
-        super().__init__(num_classes, lr, momentum)
+    def set_members(self, seeds: list[int], depths: list[int] | None) -> None:
         self.seeds = _check_seeds(seeds)
         self.depths = depths
         self.member_names = member_names(self.seeds, depths)
-        for split in ("train", "val", "test"):
-            setattr(self, f"{split}_metrics", EpochLossAccuracy(members=len(self.member_names)))
-        del self.val_acc_best, self.test_acc_best  # a stack keeps one best per member in ``_best``
-        self._best: dict[str, torch.Tensor] = {}
+        self.members = len(self.member_names)
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
@@ -94,18 +85,13 @@ class StackedTask(ClassificationTask):
         acc = acc.reshape(-1)  # torchmetrics hands a one-member stack's [1] back as a scalar
         values = {f"{name}/{split}/acc": value for name, value in zip(self.member_names, acc)}
         if best:
-            self._best[split] = torch.maximum(self._best.get(split, torch.zeros_like(acc)), acc)
-            self.log(f"{split}/acc_best", self._best[split].mean(), prog_bar=split == "val")
-            values.update({f"{name}/{split}/acc_best": value for name, value in zip(self.member_names, self._best[split])})
+            best_so_far = getattr(self, f"{split}_acc_best")
+            best_so_far.update(acc)
+            bests = best_so_far.compute()
+            self.log(f"{split}/acc_best", bests.mean(), prog_bar=split == "val")
+            values.update({f"{name}/{split}/acc_best": value for name, value in zip(self.member_names, bests)})
         self.log_dict(values)
         return loss
-
-    def on_train_start(self) -> None:
-        self._best = {split: best.to(self.device) for split, best in self._restored_best.items()}
-        self._restored_best = {}
-
-    def best_so_far(self) -> dict[str, torch.Tensor]:
-        return {split: best.detach().cpu() for split, best in self._best.items()}
 
     def on_train_epoch_end(self) -> None:
         self._stop_if_diverged(self._log_accuracy("train", best=False))
@@ -120,8 +106,8 @@ class StackedTask(ClassificationTask):
     def on_test_epoch_end(self) -> None:
         self._log_accuracy("test", best=False)
 
-    def summary(self) -> dict[str, Any]:
-        facts = super().summary()
+    def facts(self) -> dict[str, Any]:
+        facts = super().facts()
         members = self.member_facts()
         for key in ("width", "depth", "parameters", "trainable_parameters"):
             values = [m[key] for m in members]
@@ -144,9 +130,8 @@ class StackedTask(ClassificationTask):
                               "trainable_parameters": sum(n for n, trainable in sizes if trainable)})
         return facts
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY]["stacked_seeds"] = list(self.seeds)
+    def marker_extras(self) -> dict[str, Any]:
+        return {"stacked_seeds": list(self.seeds)}
 
 
 class StackedMLPClassifier(StackedTask):
@@ -173,35 +158,37 @@ class StackedMLPClassifier(StackedTask):
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
     ) -> None:
-        depths = _check_depths(depth) if isinstance(depth, (list, tuple)) else None
-        if depths is not None and lr == "1/width":
+        super().__init__()
+
+    def configure_network(self) -> StackedNet | StackedGroups:
+        h = self.hparams
+        depths = _check_depths(h.depth) if isinstance(h.depth, (list, tuple)) else None
+        if depths is not None and h.lr == "1/width":
             raise ValueError("lr='1/width' gives every depth its own learning rate, and a depth scan trains all "
                              "depths with one optimizer; give a number, or scan the depths as separate runs.")
-        super().__init__(num_classes, seeds, lr, momentum, depths)
-        self.save_hyperparameters()
+        self.set_members(h.seeds, depths)
 
         def stack(depth: int) -> StackedNet:
             members = []
             for seed in self.seeds:
                 with isolate_rng():
                     torch.manual_seed(seed)
-                    members.append(MLP(input_shape, num_classes, depth, width, n_max))
+                    members.append(MLP(h.input_shape, h.num_classes, depth, h.width, h.n_max))
             return StackedNet(members)
 
-        self.net = StackedGroups([stack(d) for d in depths]) if depths is not None else stack(int(depth))
-        self.lr
+        return StackedGroups([stack(d) for d in depths]) if depths is not None else stack(int(h.depth))
 
 
 def load_stacked_backbone(path: str) -> StackedMLPClassifier:
     """The ``StackedMLPClassifier`` saved in ``path``, in eval mode on the CPU."""
-    marker = load_checkpoint_dict(path)[CHECKPOINT_KEY]
-    if "stacked_seeds" not in marker or not marker["task"].endswith(".StackedMLPClassifier"):
+    record = read_checkpoint(path).require_ours()
+    if record.seeds is None or not record.task.endswith(".StackedMLPClassifier"):
         raise CheckpointKindError(
-            f"{path} is a {marker['task'].rpartition('.')[2]} checkpoint; StackedLinearProbe needs a "
+            f"{path} is a {record.task_name} checkpoint; StackedLinearProbe needs a "
             f"StackedMLPClassifier checkpoint (use LinearProbe for a single network)."
         )
-    task = StackedMLPClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=False).eval()
-    task.training_data = marker.get("datamodule")
+    task = record.build(StackedMLPClassifier)
+    task.training_data = record.datamodule
     return task
 
 
@@ -222,25 +209,27 @@ class StackedLinearProbe(StackedTask):
         lr: LearningRate = 0.01,
         momentum: float = 0.9,
     ) -> None:
-        backbone = load_stacked_backbone(backbone_checkpoint)
-        super().__init__(num_classes, backbone.seeds, lr, momentum, backbone.depths)
-        self.save_hyperparameters()
-        check_probe_input(backbone, input_shape, backbone_checkpoint)
+        super().__init__()
+
+    def configure_network(self) -> StackedNet | StackedGroups:
+        h = self.hparams
+        backbone = load_stacked_backbone(h.backbone_checkpoint)
+        self.set_members(backbone.seeds, backbone.depths)
+        check_probe_input(backbone, h.input_shape, h.backbone_checkpoint)
         groups = list(backbone.net.groups) if isinstance(backbone.net, StackedGroups) else [backbone.net]
         probes = []
         for group in groups:
-            members = [ProbeNet(group.member(k).features, probe_head(group.width, num_classes, seed), input_shape)
+            members = [ProbeNet(group.member(k).features, probe_head(group.width, h.num_classes, seed), h.input_shape)
                        for k, seed in enumerate(self.seeds)]
             probes.append(StackedNet(members, trainable=lambda name: name.startswith("head.")))
-        self.net = StackedGroups(probes) if isinstance(backbone.net, StackedGroups) else probes[0]
         self.backbone_hparams = init_arguments(backbone)
         self.backbone_data = backbone.training_data
-        self.lr
+        return StackedGroups(probes) if isinstance(backbone.net, StackedGroups) else probes[0]
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if self._trainer is not None and self.trainer.datamodule is not None:
             check_probe_scaling(self.backbone_data, self.trainer.datamodule, self.hparams.backbone_checkpoint)
 
-    def summary(self) -> dict[str, Any]:
-        return with_backbone_facts(super().summary(), self.backbone_hparams)
+    def facts(self) -> dict[str, Any]:
+        return with_backbone_facts(super().facts(), self.backbone_hparams)

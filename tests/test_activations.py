@@ -1,4 +1,4 @@
-"""Atlases of any network at any layer (issue #14): module paths, one position per input, foreign networks."""
+"""The activation reader (any network, any layer by module path, one position per input) and atlases of it."""
 
 import numpy as np
 import pytest
@@ -7,15 +7,16 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer, seed_everything
 from torch import nn
 
-from wide_lightning.atlas import LayerNotFoundError, layer_reader
-from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.atlas.command import atlas as atlas_command
-from wide_lightning.atlas.layers import (
+from wide_lightning.activations import (
     LayerActivations,
+    LayerNotFoundError,
     class_scores,
     example_positions,
+    layer_reader,
     penultimate_head_weight,
 )
+from wide_lightning.atlas.collect import collect_activations
+from wide_lightning.atlas.command import atlas as atlas_command
 from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.data import CIFAR10, MNIST
 
@@ -119,7 +120,7 @@ def test_the_callback_reads_a_layer_of_a_lightning_module_without_features(fake_
     assert (tmp_path / "atlas" / "atlas.npz").is_file()
     trainer.save_checkpoint(tmp_path / "tiny.ckpt")
     # the command reads the same module from its checkpoint, by class path
-    out = atlas_command(str(tmp_path / "tiny.ckpt"), model="tests.test_atlas_layers.TinyConvModule", data=dm,
+    out = atlas_command(str(tmp_path / "tiny.ckpt"), model="tests.test_activations.TinyConvModule", data=dm,
                         layer="encoder.4", position="mean", out_dir=str(tmp_path / "command"), device="cpu", **TINY)
     saved = np.load(out / "atlas.npz")
     assert saved["directions"].shape[1] == 4 and "icon_network_label" in saved

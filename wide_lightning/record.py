@@ -1,0 +1,209 @@
+"""The run record: ``summary.json``, what one ``fit`` was and what it gave, and the closing lines it prints.
+
+Every ``fit`` that started training ends here, finished or not, by one path (``RunRecord.close``):
+the record (one per member of a stack) written into the run directory, the W&B run given it and
+finished, then the closing lines (where the checkpoints, the atlas, the W&B run and the record
+are; how to resume). An unfinished run's record says why (``interrupted``, ``diverged``,
+``failed``) and the command that goes on. ``wide-lightning-report`` reads these records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from wide_lightning.callbacks import ActivationAtlas
+from wide_lightning.files import write_text
+from wide_lightning.interruption import Interrupted, received
+from wide_lightning.loggers import finish_wandb_run, unused_path
+from wide_lightning.tasks.base import Diverged
+from wide_lightning.tasks.stacked import StackedTask
+
+
+def scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items())}
+
+
+def signal_of(error: BaseException) -> int | None:
+    """The signal that ended the run: the one an ``Interrupted`` carries, or the last one received."""
+    return error.signum if isinstance(error, Interrupted) else received()
+
+
+def resume_command(args: list[str]) -> str:
+    """The command of ``args`` again, resuming from the run's newest ``last.ckpt``."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    return shlex.join(["wide-lightning", *kept, "--ckpt_path", "last"])
+
+
+class RunRecord:
+    """The record of one ``fit`` of ``model`` on ``datamodule`` by ``trainer``, from the resolved ``config``."""
+
+    def __init__(self, trainer: Trainer, model: LightningModule, datamodule: LightningDataModule, config: Any,
+                 args: list[str]) -> None:
+        self.trainer, self.model, self.datamodule, self.config, self.args = trainer, model, datamodule, config, args
+        self.closed = False
+
+    def describe(self, fit_metrics: dict[str, float], test_metrics: dict[str, float]) -> dict[str, Any]:
+        """The record of the run as it stands: what it was, its metrics, its checkpoints, which weights each step read."""
+        model, data, trainer = self.model, self.datamodule, self.trainer
+        facts = model.facts()
+        callback = trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None else ""
+        last = callback.last_model_path if callback is not None else ""
+        weights = {"test": {"reads": "best", "checkpoint": best} if best else {"reads": "last epoch", "checkpoint": last}}
+        if any(isinstance(c, ActivationAtlas) for c in trainer.callbacks):  # it runs on the weights at the end of fit
+            weights["atlas"] = {"reads": "last epoch", "checkpoint": last}
+        return {
+            "kind": "fit",
+            "status": "finished",
+            "model": type(model).__name__,
+            "dataset": getattr(data, "dataset_name", type(data).__name__),
+            "target": data.target,
+            "width": facts["width"],
+            "depth": facts.get("depth"),
+            "parameters": facts["parameters"],
+            "lr": facts["lr_resolved"],
+            # a stack's members have their own seeds (its per-member records carry them)
+            "seed": None if isinstance(model, StackedTask) else self.config.get("seed_everything"),
+            "max_epochs": trainer.max_epochs,
+            "config": [str(c) for c in (self.config.get("config") or [])],
+            "base": {**fit_metrics, **scalars(test_metrics)},
+            "checkpoints": {"best": best, "last": last},
+            "weights": weights,
+            "wandb": self.wandb_facts(),
+        }
+
+    def with_probe(self, record: dict[str, Any], probe: dict[str, Any]) -> None:
+        record.update(kind="transfer", probe=probe)
+        record["weights"]["probe"] = {"reads": self.config.probe.backbone, "checkpoint": probe["backbone_checkpoint"]}
+
+    def unfinished(self, record: dict[str, Any], error: BaseException) -> None:
+        """Mark ``record`` as the run that ``error`` stopped: why, and how to go on."""
+        signum = signal_of(error)
+        if signum is not None:
+            record["status"] = "interrupted"
+            record["interrupted"] = {"signal": signal.Signals(signum).name, "epoch": self.trainer.current_epoch,
+                                     "during": "training", "resume": resume_command(self.args)}
+            if any(isinstance(c, ActivationAtlas) and c.interrupted for c in self.trainer.callbacks):
+                # training had finished: only the figures are missing
+                record["interrupted"].update(during="atlas", resume=shlex.join(
+                    ["wide-lightning-atlas", "--checkpoint", record["checkpoints"]["last"]]))
+        elif isinstance(error, Diverged):
+            record["status"] = "diverged"
+            record["error"] = str(error)
+        else:
+            record["status"] = "failed"
+            record["error"] = f"{type(error).__name__}: {error}"
+
+    def close_unfinished(self, error: BaseException) -> None:
+        """The record of a fit that ``error`` stopped before ``after_fit`` closed it (if training had started)."""
+        started = signal_of(error) is not None or isinstance(error, Diverged) or self.trainer.global_step > 0
+        if self.closed or not started or not self.trainer.is_global_zero:
+            return
+        record = self.describe(scalars(self.trainer.callback_metrics), {})
+        self.unfinished(record, error)
+        try:
+            self.close(record)
+        except OSError as failure:  # e.g. the disk that filled: the first error is the one to see
+            print(f"(the summary could not be written: {failure})", file=sys.stderr)
+
+    def close(self, record: dict[str, Any]) -> None:
+        """Write the record (one per member of a stack), give it to the W&B run and finish that, print the closing lines."""
+        self.closed = True
+        if self.trainer.is_global_zero:
+            for member in self.member_records(record):
+                self.write(member)
+                record.setdefault("summary_files", []).append(member["summary_file"])
+        finish_wandb_run(self.trainer, record)
+        if self.trainer.is_global_zero:  # last, after W&B's own closing lines, so that it stays on screen
+            rank_zero_info(self.closing_lines(record))
+
+    def wandb_facts(self) -> dict[str, Any] | None:
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                run = logger.experiment
+                run_dir = getattr(run, "dir", None)
+                if isinstance(run_dir, str):
+                    return {"id": getattr(run, "id", None), "project": getattr(run, "project", None),
+                            "url": getattr(run, "url", None), "dir": os.path.dirname(run_dir)}
+        return None
+
+    def member_records(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """One record per trained network: the run's own, or one per member of a stack, each with its own
+        seed, depth, width and parameter count and its own metrics (those under its ``member_names`` prefix)."""
+        if not isinstance(self.model, StackedTask):
+            return [record]
+        sections = {name: values for name in ("base", "probe") if isinstance(values := record.get(name), dict)}
+        members = self.model.member_facts()
+        prefixes = tuple(f"{m['name']}/" for m in members)
+        # the stack's averages over members (metric names without a member prefix), kept with every member
+        means = {name: {k: v for k, v in values.items() if "/" in k and not k.startswith(prefixes)}
+                 for name, values in sections.items()}
+        stack = {"seeds": list(self.model.seeds), "means": means}
+        if self.model.depths is not None:
+            stack["depths"] = list(self.model.depths)
+        records = []
+        for member in members:
+            prefix = f"{member['name']}/"
+            one = {**record, "seed": member["seed"], "depth": member["depth"], "width": member["width"],
+                   "parameters": member["parameters"], "member_of_stack": {**stack, "name": member["name"]}}
+            for name, values in sections.items():
+                # facts (no "/") and this member's own metrics
+                one[name] = {**{k: v for k, v in values.items() if "/" not in k},
+                             **{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}}
+            records.append(one)
+        return records
+
+    def write(self, record: dict[str, Any]) -> None:
+        root = Path(self.trainer.default_root_dir)
+        run_id = (record.get("wandb") or {}).get("id")
+        name = f"summary-{run_id}.json" if os.environ.get("WANDB_SWEEP_ID") and run_id else "summary.json"
+        if "member_of_stack" in record:  # seed<S> -> -seed<S>.json; depth<L>/seed<S> -> -depth<L>-seed<S>.json
+            name = name.replace(".json", f"-{record['member_of_stack']['name'].replace('/', '-')}.json")
+        path = unused_path(root / name)
+        write_text(path, json.dumps(record, indent=2, default=str))
+        record["summary_file"] = str(path)
+
+    def closing_lines(self, record: dict[str, Any]) -> str:
+        lines = [f"best checkpoint: {record['checkpoints']['best'] or '(none saved)'}"]
+        last = record["checkpoints"]["last"]
+        interrupted = record.get("interrupted")
+        if interrupted and interrupted["during"] == "atlas":
+            lines.insert(0, f"interrupted by {interrupted['signal']} while rendering the atlas (training had finished, "
+                            f"the checkpoints are kept); render it with:\n  {interrupted['resume']}")
+        elif interrupted:
+            saved = f"the finished epochs are in {last}" if last and os.path.exists(last) else "no epoch had finished"
+            lines.insert(0, f"interrupted by {interrupted['signal']} in epoch {interrupted['epoch']} ({saved}); "
+                            f"resume with:\n  {interrupted['resume']}")
+        elif last and os.path.exists(last):
+            lines.append(f"last checkpoint: {last} (resume with --ckpt_path last)")
+        if record.get("status") == "diverged":
+            lines.insert(0, f"diverged: {record['error']}")
+        if "probe" in record:
+            probe = record["probe"]
+            lines.append(f"probe ({probe['target']}): best test accuracy {probe.get('test/acc_best', float('nan')):.4f}, "
+                         f"checkpoint {probe['checkpoint']}")
+        atlases = [c.directory for c in self.trainer.callbacks if isinstance(c, ActivationAtlas) and c.directory]
+        lines += [f"atlas: {directory}" for directory in atlases]
+        wandb_facts = record.get("wandb")
+        if wandb_facts:
+            lines.append(f"W&B run: {wandb_facts['url'] or 'offline; upload with `wandb sync ' + wandb_facts['dir'] + '`'}")
+        files = record.get("summary_files") or []
+        lines.append(f"summary: {files[0]}" if len(files) == 1 else f"summaries (one per member of the stack): {', '.join(files)}")
+        return "\n".join(lines)
