@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.atlas.command import datamodule_from_checkpoint
+from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.atlas.figures import atlas_canvas, figure_to_array, save_png
 from wide_lightning.atlas.pipeline import draw_icons, few_valued, layout_for
 from wide_lightning.atlas.recognizability import NearestNeighbourJudge, judge_icons
@@ -212,7 +212,7 @@ def study_panel(canvases: dict[str, np.ndarray], title: str) -> np.ndarray:
 def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants: list[str], writer) -> None:
     device = torch.device(args.device)
     task = load_backbone_task(checkpoint).to(device)
-    datamodule = datamodule_from_checkpoint(checkpoint, args.data_dir)
+    datamodule = read_checkpoint(checkpoint).build_datamodule(args.data_dir)
     dataset = datamodule.dataset("train")
     if args.max_points and args.max_points < len(dataset):
         dataset = dataset.subset(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))

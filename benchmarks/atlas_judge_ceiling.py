@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wide_lightning.atlas.command import datamodule_from_checkpoint
+from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.atlas.recognizability import NearestNeighbourJudge, at_input_size, classify
 from wide_lightning.data import MNIST, TranslatedMNIST
 from wide_lightning.tasks.backbone import load_network
@@ -51,7 +51,7 @@ class OtherNetwork:
     def __init__(self, name: str, checkpoint: str, data_dir: str):
         self.name = name
         self.network = load_network(checkpoint, purpose="a judge of atlas icons")
-        self.datamodule = datamodule_from_checkpoint(checkpoint, data_dir, log=lambda _: None)
+        self.datamodule = read_checkpoint(checkpoint).build_datamodule(data_dir, log=lambda _: None)
 
     def agreement(self, dataset: str, icons: np.ndarray, cell_label: np.ndarray) -> float | str:
         if type(self.datamodule).__name__ != dataset or self.datamodule.target != "digit":

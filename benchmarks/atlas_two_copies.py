@@ -31,7 +31,7 @@ import platform
 import torch
 import torch.nn.functional as F
 
-from wide_lightning.atlas.command import datamodule_from_checkpoint
+from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.tasks.backbone import load_backbone_task
 
 COLUMNS = ("network", "offset", "named x", "named x2", "cos(x2, x)", "cos(x moved, x)", "cos same digit", "cos other digit")
@@ -54,7 +54,7 @@ def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 @torch.no_grad()
 def network_rows(name: str, path: str, args: argparse.Namespace) -> list[dict[str, str]]:
     task = load_backbone_task(path).eval()
-    datamodule = datamodule_from_checkpoint(path, args.data_dir)
+    datamodule = read_checkpoint(path).build_datamodule(args.data_dir)
     train = datamodule.dataset("train")
     generator = torch.Generator().manual_seed(args.seed)
     chosen = torch.randperm(len(train.images), generator=generator)[: args.images]

@@ -10,6 +10,7 @@ import yaml
 
 from tests.conftest import REPO
 from wide_lightning.atlas import command as atlas_command
+from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.cli import main
 from wide_lightning.data.base import DATA_ENV
 from wide_lightning.errors import DEBUG_ENV, explain, finite_spellings, unknown_option
@@ -169,7 +170,7 @@ def test_atlas_reads_the_data_folder_the_run_used(data_env, tmp_path, monkeypatc
     last = tmp_path / "run/checkpoints/last.ckpt"
     monkeypatch.delenv(DATA_ENV)
     monkeypatch.chdir(tmp_path)  # no ./data here
-    datamodule = atlas_command.datamodule_from_checkpoint(last)
+    datamodule = read_checkpoint(last).build_datamodule()
     assert datamodule.data_dir.resolve() == data_env.resolve()
     assert f"atlas: MNIST from {data_env.resolve()}" in capsys.readouterr().out
     assert len(datamodule.dataset("train")) > 0

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
 
 #: The checkpoint key that marks a wide_lightning checkpoint and names its task class.
 CHECKPOINT_KEY = "wide_lightning"
@@ -146,7 +147,11 @@ class CheckpointRecord:
         takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
         arguments = {k: v for k, v in self.hyper_parameters.items()
                      if not k.startswith("_") and (takes_any or k in parameters)}
-        module = cls(**arguments)
+        saved = {k: v for k, v in self.hyper_parameters.items() if k != "_instantiator"}
+        # as Lightning's own loading does: the module records the saved hyper-parameters, not those of a
+        # LightningCLI instantiation around it (a probe building its backbone inside `fit`)
+        with _given_hyperparameters_context(hparams=saved, instantiator=self.hyper_parameters.get("_instantiator")):
+            module = cls(**arguments)
         module.on_load_checkpoint(self.contents)
         if self.state_dict is None:
             raise CheckpointKindError(f"{self.path} holds no state_dict: it is not a LightningModule checkpoint.")
@@ -154,23 +159,27 @@ class CheckpointRecord:
         return module.eval()
 
     def build_datamodule(self, data_dir: str | None = None, log: Callable[[str], None] = print) -> Any:
-        """The DataModule the task trained on, reading its files from ``data_dir`` if given, else from the
-        folder the run used (recorded) while it still holds them, else from the DataModule's default
-        (``$WIDE_LIGHTNING_DATA`` or ``./data``). Says which folder it reads."""
-        recorded = self.require_ours().datamodule
-        if recorded is None:
-            raise CheckpointKindError(
-                f"{self.path} does not record its DataModule; name it, e.g. --data MNIST --data_dir DIR.")
-        cls = import_object(recorded["class_path"], flag="the checkpoint's DataModule")
-        init_args = dict(recorded["init_args"])
-        used = recorded.get("data_dir")
-        if data_dir is not None:
-            init_args["data_dir"] = data_dir
-        elif used and Path(used).is_dir() and any(Path(used).iterdir()):
-            init_args["data_dir"] = used
-        datamodule = cls(**init_args)
-        log(f"atlas: {recorded['class_path'].rpartition('.')[2]} from {Path(datamodule.data_dir).resolve()}")
-        return datamodule
+        """The DataModule the task trained on (``build_datamodule``)."""
+        return build_datamodule(self.require_ours().datamodule, self.path, data_dir, log)
+
+
+def build_datamodule(recorded: dict[str, Any] | None, path: str | Path, data_dir: str | None = None,
+                     log: Callable[[str], None] = print) -> Any:
+    """The DataModule a checkpoint at ``path`` recorded, reading its files from ``data_dir`` if given, else
+    from the folder the run used (recorded) while it still holds them, else from the DataModule's default
+    (``$WIDE_LIGHTNING_DATA`` or ``./data``). Says which folder it reads."""
+    if recorded is None:
+        raise CheckpointKindError(f"{path} does not record its DataModule; name it, e.g. --data MNIST --data_dir DIR.")
+    cls = import_object(recorded["class_path"], flag="the checkpoint's DataModule")
+    init_args = dict(recorded["init_args"])
+    used = recorded.get("data_dir")
+    if data_dir is not None:
+        init_args["data_dir"] = data_dir
+    elif used and Path(used).is_dir() and any(Path(used).iterdir()):
+        init_args["data_dir"] = used
+    datamodule = cls(**init_args)
+    log(f"atlas: {recorded['class_path'].rpartition('.')[2]} from {Path(datamodule.data_dir).resolve()}")
+    return datamodule
 
 
 def read_checkpoint(path: str | Path, name: str = "checkpoint",

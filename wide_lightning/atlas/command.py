@@ -16,7 +16,6 @@ files are. A network that is not ours (``--model``) needs ``--data``.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from pathlib import Path
@@ -46,36 +45,8 @@ from wide_lightning.atlas.settings import (
 )
 from wide_lightning.atlas.transforms import check_shift
 from wide_lightning.data.base import ImageDataModule
-from wide_lightning.tasks.backbone import (
-    CheckpointKindError,
-    load_checkpoint_dict,
-    load_network,
-)
-from wide_lightning.tasks.base import CHECKPOINT_KEY, init_arguments
-
-
-def datamodule_from_checkpoint(checkpoint: str | Path, data_dir: str | None = None,
-                               log: Callable[[str], None] = print) -> ImageDataModule:
-    """The DataModule a checkpoint was trained with, reading its files from ``data_dir`` if given, else
-    from the folder the run used (recorded in the checkpoint) while it still holds them, else from the
-    DataModule's default (``$WIDE_LIGHTNING_DATA`` or ``./data``). Says which folder it reads."""
-    marker = load_checkpoint_dict(checkpoint)[CHECKPOINT_KEY]
-    recorded = marker.get("datamodule")
-    if recorded is None:
-        raise CheckpointKindError(
-            f"{checkpoint} does not record its DataModule; name it, e.g. --data MNIST --data_dir DIR."
-        )
-    module_name, _, class_name = recorded["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    init_args = dict(recorded["init_args"])
-    used = recorded.get("data_dir")
-    if data_dir is not None:
-        init_args["data_dir"] = data_dir
-    elif used and Path(used).is_dir() and any(Path(used).iterdir()):
-        init_args["data_dir"] = used
-    datamodule = cls(**init_args)
-    log(f"atlas: {class_name} from {Path(datamodule.data_dir).resolve()}")
-    return datamodule
+from wide_lightning.checkpoints import build_datamodule, init_arguments
+from wide_lightning.tasks.backbone import load_network
 
 
 def check_settings(grid_size: int | None, steps: int | None, min_density: int, neurons: int, max_points: int | None,
@@ -185,7 +156,8 @@ def atlas(
     if data is None and not ours:
         raise ValueError(f"--model {model}: name the data to lay out, e.g. --data ImageFolder --data.root DIR "
                          f"(a DataModule is recorded only in `wide-lightning fit` checkpoints).")
-    datamodule = data if data is not None else datamodule_from_checkpoint(checkpoint, data_dir)
+    # the checkpoint was read once, by load_network: our tasks carry the DataModule it recorded
+    datamodule = data if data is not None else build_datamodule(task.training_data, checkpoint, data_dir)
     if data is not None and data_dir is not None:
         datamodule.data_dir = Path(data_dir)
     expected = getattr(getattr(task, "net", None), "input_shape", None)

@@ -87,7 +87,7 @@ class StackedTask(ClassificationTask):
         if best:
             best_so_far = getattr(self, f"{split}_acc_best")
             best_so_far.update(acc)
-            bests = best_so_far.compute()
+            bests = best_so_far.compute().reshape(-1)
             self.log(f"{split}/acc_best", bests.mean(), prog_bar=split == "val")
             values.update({f"{name}/{split}/acc_best": value for name, value in zip(self.member_names, bests)})
         self.log_dict(values)
