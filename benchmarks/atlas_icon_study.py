@@ -134,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default="all", help=f"names separated by ';', or a group ({', '.join(GROUPS)}): {'; '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=None, help="Adam steps per icon (default: each preset's)")
     parser.add_argument("--neurons", type=int, default=10)
+    parser.add_argument("--grid-size", type=int, default=15, help="g of the g x g grid (the paper: 15)")
+    parser.add_argument("--min-density", type=int, default=10, help="a cell is kept above this many points (lucid: 10)")
     parser.add_argument("--max-points", type=int, default=None, help="lay out a seeded subset (quick looks)")
     parser.add_argument("--out", default="runs/atlas_icon_study")
     parser.add_argument("--device", default="cpu")
@@ -238,6 +240,7 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
     for variant, seed in ((v, s) for v in variants for s in args.icon_seeds):
         preset, overrides = VARIANTS[variant]
         settings = AtlasSettings.from_preset(preset, **{"steps": args.steps, "neurons": args.neurons, "seed": seed,
+                                                        "grid_size": args.grid_size, "min_density": args.min_density,
                                                         **overrides})
         layout = layout_for(activations, settings, xy=xy)
         icons, neurons, _, seconds = draw_icons(layout, task.net.features, settings, **render_kwargs(datamodule),

@@ -116,6 +116,9 @@ def test_atlas_icon_study_draws_each_variant_per_seed_and_their_spread(fake_data
     output = run_benchmark("atlas_icon_study.py", "--checkpoint", f"tiny={checkpoint}",
                            "--data-dir", str(fake_data_dir), "--variants", "recognizable; lucid_notebook",
                            "--steps", "2", "--neurons", "0", "--max-points", "300", "--seeds", "0,1",
+                           # 300 points in 25 cells, 12 a cell on average: kept cells whatever the layout of the
+                           # fake data (15 x 15 with min_density 10 could leave none, at random)
+                           "--grid-size", "5", "--min-density", "2",
                            "--out", str(tmp_path / "study"), cwd=tmp_path)
     rows = [row for row in table_rows(output) if row[0] != "network"]
     assert [(row[1], row[2]) for row in rows] == [("recognizable", "0"), ("recognizable", "1"),
