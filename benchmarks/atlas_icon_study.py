@@ -38,7 +38,7 @@ from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.atlas.figures import atlas_canvas, figure_to_array, save_png
 from wide_lightning.atlas.pipeline import draw_icons, few_valued, layout_for
 from wide_lightning.atlas.recognizability import NearestNeighbourJudge, judge_icons
-from wide_lightning.atlas.render import render_kwargs
+from wide_lightning.atlas.task import render_inputs
 from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.tasks.backbone import load_backbone_task
 
@@ -243,7 +243,7 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
                                                         "grid_size": args.grid_size, "min_density": args.min_density,
                                                         **overrides})
         layout = layout_for(activations, settings, xy=xy)
-        icons, neurons, _, seconds = draw_icons(layout, task.net.features, settings, **render_kwargs(datamodule),
+        icons, neurons, _, seconds = draw_icons(layout, task.net.features, settings, **render_inputs(datamodule),
                                                 images=dataset.images, device=device)
         judged = judge_icons(
             icons.icons, xy01=layout.xy01, cells=layout.cells, grid_size=layout.grid_size, labels=labels,

@@ -235,7 +235,7 @@ def test_a_failed_atlas_keeps_the_checkpoint_and_the_test(fake_data_dir, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("renderer exploded")
 
-    monkeypatch.setattr("wide_lightning.callbacks.build_atlas", broken)
+    monkeypatch.setattr("wide_lightning.atlas.task.build_atlas", broken)
     with pytest.warns(UserWarning, match="ActivationAtlas failed .*renderer exploded.*checkpoints and logged metrics are kept"):
         cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
                          "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",

@@ -19,8 +19,9 @@ from wide_lightning.atlas.parameterization import (
     init_spectrum,
     spectrum_to_image,
 )
-from wide_lightning.atlas.command import check_settings
-from wide_lightning.atlas.render import neuron_directions, render_icons, render_kwargs
+from wide_lightning.atlas.command import atlas
+from wide_lightning.atlas.render import neuron_directions, render_icons
+from wide_lightning.atlas.task import render_inputs
 from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.atlas.transforms import (
     LUCID_ANGLES,
@@ -302,7 +303,7 @@ def test_whole_icon_shift_outside_its_range_is_refused_early():
     with pytest.raises(ValueError, match="shift must be a share"):
         AtlasSettings(shift=0.6)
     with pytest.raises(ValueError, match="--shift must be a share"):
-        check_settings(15, 8, 10, 0, None, None, None, None, 256, shift=-1.0)
+        atlas(steps=8, neurons=0, shift=-1.0)  # refused before any checkpoint is read
 
 
 def test_render_icons_with_whole_transforms_raises_the_objective():
@@ -448,7 +449,7 @@ def test_render_icons_coarse_to_fine_raises_the_objective_and_is_refused_without
     with pytest.raises(ValueError, match="needs parameterization='maco'"):
         AtlasSettings.from_preset("lucid_notebook", coarse_to_fine=0.25)
     with pytest.raises(ValueError, match="--coarse_to_fine must be a share of the steps"):
-        check_settings(15, 8, 10, 0, None, None, None, None, 256, coarse_to_fine=2.0)
+        atlas(steps=8, neurons=0, coarse_to_fine=2.0)
     assert AtlasSettings.from_preset().coarse_to_fine == 0.5  # the default preset's schedule
     assert AtlasSettings.from_preset(parameterization="fft").coarse_to_fine == 0.0  # dropped with its MACO image
 
@@ -546,7 +547,7 @@ def test_same_seed_same_icons_and_chunking_is_transparent():
     torch.testing.assert_close(chunked.icons, first.icons, atol=1e-4, rtol=0)
 
 
-def test_render_kwargs_from_datamodule():
+def test_render_inputs_from_datamodule():
     class FakeDataModule:
         input_shape = (3, 32, 32)
         pad_value = 1.0
@@ -554,7 +555,7 @@ def test_render_kwargs_from_datamodule():
         def normalize(self, x):
             return x * 2 - 1
 
-    kwargs = render_kwargs(FakeDataModule())
+    kwargs = render_inputs(FakeDataModule())
     assert kwargs["input_shape"] == (3, 32, 32) and kwargs["pad_value"] == 1.0
     assert kwargs["normalize"](torch.ones(1)).item() == 1.0
 

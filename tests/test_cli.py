@@ -13,7 +13,7 @@ from lightning.pytorch import Trainer
 
 from tests.conftest import REPO
 from wide_lightning.cli import build_cli
-from wide_lightning.data import CIFAR100Coarse, TranslatedMNIST
+from wide_lightning.data import CIFAR100CoarseDataModule, TranslatedMNISTDataModule
 from wide_lightning.data.base import DATA_ENV
 from wide_lightning.checkpoints import CHECKPOINT_KEY
 from wide_lightning.tasks import ConvClassifier, MLPClassifier
@@ -121,7 +121,7 @@ def test_wandb_offline_runs_keep_their_resolved_config_and_do_not_clash(data_env
     for run in runs:
         saved = yaml.safe_load((run / "files" / "lightning_config.yaml").read_text())
         assert saved["model"]["init_args"]["depth"] == 2
-        assert saved["data"]["class_path"].endswith("TranslatedMNIST")
+        assert saved["data"]["class_path"].endswith("TranslatedMNISTDataModule")
 
 
 def test_config_is_kept_without_wandb_and_never_overwritten(data_env, tmp_path):
@@ -138,7 +138,7 @@ def test_data_links_into_the_model(data_env):
                      "--model.init_args.depth=20"], run=False)
     assert cli.model.hparams.num_classes == 28 and tuple(cli.model.hparams.input_shape) == (1, 28, 28)
     assert cli.model.net.width == 271
-    assert isinstance(cli.datamodule, TranslatedMNIST)
+    assert isinstance(cli.datamodule, TranslatedMNISTDataModule)
 
 
 def test_print_config_shows_everything(data_env, capsys):
@@ -182,7 +182,7 @@ def test_cifar100_probe_pipeline_end_to_end(data_env, tmp_path):
     base = build_cli(["fit", "--config", str(REPO / "configs/cifar100_coarse/conv_n2000.yaml"), *QUICK,
                       "--trainer.max_epochs=1", "--model.init_args.width=16", "--model.init_args.conv_channels=4",
                       "--trainer.logger=false"])
-    assert isinstance(base.datamodule, CIFAR100Coarse) and base.model.net.head.out_features == 3
+    assert isinstance(base.datamodule, CIFAR100CoarseDataModule) and base.model.net.head.out_features == 3
     last = tmp_path / "runs/cifar100_coarse/conv_n2000/checkpoints/last.ckpt"
     probe = build_cli(["fit", "--config", str(REPO / "configs/cifar100_coarse/probe_fine.yaml"), *QUICK,
                        "--trainer.max_epochs=2", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",

@@ -5,7 +5,7 @@ import torch
 
 from tests.test_tasks import tiny_trainer, train_backbone
 from wide_lightning.checkpoints import read_checkpoint
-from wide_lightning.atlas.render import render_kwargs
+from wide_lightning.atlas.task import render_inputs
 from wide_lightning.data import MNIST, TranslatedMNIST
 from wide_lightning.tasks import LinearProbe
 
@@ -30,7 +30,7 @@ def test_the_atlas_renders_with_the_scaling_the_network_was_trained_on(fake_data
     data = read_checkpoint(unscaled_backbone).build_datamodule(data_dir=str(fake_data_dir), log=lambda _: None)
     assert data.input_scaling == "none"
     icons = torch.rand(2, 1, 28, 28)
-    assert torch.equal(render_kwargs(data)["normalize"](icons), icons)  # the icons reach the net as [0, 1] pixels
+    assert torch.equal(render_inputs(data)["normalize"](icons), icons)  # the icons reach the net as [0, 1] pixels
 
 
 def test_a_probe_must_see_the_scaling_its_backbone_was_trained_on(fake_data_dir, unscaled_backbone):

@@ -3,20 +3,8 @@
 A LightningCLI toolkit for "Wider Networks Learn Better Features" (Gilboa & Gur-Ari, 2019).
 """
 
-from wide_lightning.data import (
-    CIFAR10,
-    EMNIST,
-    KMNIST,
-    MNIST,
-    SVHN,
-    CIFAR100Coarse,
-    FashionMNIST,
-    ImageDataModule,
-    ImageFolder,
-    TorchvisionCIFAR10,
-    TorchvisionCIFAR100,
-    TranslatedMNIST,
-)
+from wide_lightning.data import *  # noqa: F403  (the DataModules and their earlier names: ``class_path: wide_lightning.X``)
+from wide_lightning.data import DATAMODULES, EARLIER_NAMES, ImageDataModule
 from wide_lightning.tasks import (
     ConvClassifier,
     LinearProbe,
@@ -29,24 +17,13 @@ from wide_lightning.tasks import (
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CIFAR10",
-    "CIFAR100Coarse",
+__all__ = DATAMODULES + EARLIER_NAMES + [
     "ConvClassifier",
-    "EMNIST",
-    "FashionMNIST",
     "ImageDataModule",
-    "ImageFolder",
-    "KMNIST",
     "LinearProbe",
     "MLPClassifier",
-    "MNIST",
     "RawInputLinear",
-    "SVHN",
     "StackedLinearProbe",
     "StackedMLPClassifier",
-    "TorchvisionCIFAR10",
-    "TorchvisionCIFAR100",
     "TorchvisionClassifier",
-    "TranslatedMNIST",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -13,18 +13,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from wide_lightning.atlas.collect import collect_from_datamodule
 from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
-from wide_lightning.activations import Position, class_scores, describe_layer, layer_reader, penultimate_head_weight
-from wide_lightning.atlas.pipeline import AtlasResult, build_atlas
-from wide_lightning.atlas.render import render_kwargs
-from wide_lightning.atlas.settings import (
-    DEFAULT_PRESET,
-    AtlasSettings,
-    Objective,
-    Parameterization,
-    PresetName,
-    Space,
-    Transforms,
-)
+from wide_lightning.activations import Position, layer_reader
+from wide_lightning.atlas.pipeline import AtlasResult
+from wide_lightning.atlas.settings import AtlasSettings
+from wide_lightning.atlas.task import render_task_atlas
 from wide_lightning.interruption import Interrupted, stop_promptly
 
 
@@ -40,9 +32,9 @@ class ActivationAtlas(Callback):
     are gathered and de-duplicated; rank 0 alone lays out and renders while the others wait. A
     failure while rendering is reported (warning, ``atlas_error.txt``) and does not stop the run:
     checkpoints and logged metrics are kept, and ``fit`` goes on to test. Skipped under
-    ``fast_dev_run``. Arguments are those of ``AtlasSettings``, plus ``batch_size`` for collecting
-    and ``output_dir``. ``preset`` (``recognizable`` or ``lucid_notebook``) sets how icons are
-    rendered; the rendering arguments left at ``None`` (``steps`` too) come from it. ``layer`` names the layer by its
+    ``fast_dev_run``. The keyword arguments are ``AtlasSettings``' (``preset``, ``steps``, ``grid_size``,
+    ...: the one declaration of the atlas settings, checked here, before training), beside
+    ``batch_size`` for collecting and ``output_dir``. ``layer`` names the layer by its
     module path in the LightningModule (``features``, the default, is our networks' penultimate layer;
     e.g. ``net.features.3``, or ``backbone.layer4`` of a module of your own) and ``position`` how a
     convolutional layer gives one vector per example (``random``, the paper's; ``centre``; ``mean``):
@@ -51,37 +43,13 @@ class ActivationAtlas(Callback):
 
     def __init__(
         self,
-        grid_size: int = 15,
-        min_density: int = 10,
-        steps: int | None = None,
-        preset: PresetName = DEFAULT_PRESET,
-        whiten: bool | None = None,
-        whiten_ridge: float | None = None,
-        objective: Objective | None = None,
-        cossim_pow: float | None = None,
-        parameterization: Parameterization | None = None,
-        transforms: Transforms | None = None,
-        shift: float | None = None,
-        coarse_to_fine: float | None = None,
-        neurons: int = 10,
-        space: Space = "hidden",
-        max_points: int | None = None,
-        icon_size: int | None = None,
-        reducer: Literal["umap", "pca"] = "umap",
-        reproducible_layout: bool = True,
-        knn: Literal["auto", "exact", "umap"] = "auto",
-        seed: int = 0,
-        batch_size: int = 1024,
-        output_dir: str | None = None,
         layer: str = "features",
         position: Position = "random",
+        batch_size: int = 1024,
+        output_dir: str | None = None,
+        **settings: Any,
     ) -> None:
-        self.settings = AtlasSettings.from_preset(
-            preset, grid_size=grid_size, min_density=min_density, steps=steps, whiten=whiten,
-            whiten_ridge=whiten_ridge, objective=objective, cossim_pow=cossim_pow,
-            parameterization=parameterization, transforms=transforms, shift=shift, coarse_to_fine=coarse_to_fine,
-            neurons=neurons, space=space, max_points=max_points, icon_size=icon_size, reducer=reducer,
-            reproducible_layout=reproducible_layout, knn=knn, seed=seed)
+        self.settings = AtlasSettings(**settings)  # the settings' checks run here, before training
         self.batch_size = batch_size
         self.output_dir = output_dir
         self.layer = layer
@@ -132,15 +100,9 @@ class ActivationAtlas(Callback):
 
     def _render(self, trainer: Trainer, pl_module: LightningModule, read: Any, activations: Any, out_dir: Path) -> None:
         datamodule = trainer.datamodule
-        images = datamodule.dataset("train").images
-        sample = datamodule.batch_transform(images[:2].to(pl_module.device), train=False)
-        result = build_atlas(
-            activations, read, **render_kwargs(datamodule), settings=self.settings,
-            head_weight=penultimate_head_weight(pl_module, self.layer), class_label=datamodule.target,
-            device=pl_module.device, log=rank_zero_info, images=images,
-            network=class_scores(pl_module, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
-            title=f"{type(datamodule).__name__}, {describe_layer(self.layer, activations.width)}",
-        )
+        result = render_task_atlas(pl_module, datamodule, read, activations, self.settings, layer=self.layer,
+                                   images=datamodule.dataset("train").images, device=pl_module.device,
+                                   log=rank_zero_info)
         finals = {f"atlas/final/{k}": float(v) for k, v in trainer.callback_metrics.items() if k.endswith("acc")}
         result.metrics.update(finals)
         self.directory = result.save(out_dir)

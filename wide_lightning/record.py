@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from wide_lightning.callbacks import ActivationAtlas
+from wide_lightning.data.base import dataset_of
 from wide_lightning.files import write_text
 from wide_lightning.interruption import Interrupted, received
 from wide_lightning.loggers import finish_wandb_run, unused_path
@@ -73,7 +74,7 @@ class RunRecord:
             "kind": "fit",
             "status": "finished",
             "model": type(model).__name__,
-            "dataset": getattr(data, "dataset_name", type(data).__name__),
+            "dataset": dataset_of(type(data).__name__),
             "target": data.target,
             "width": facts["width"],
             "depth": facts.get("depth"),

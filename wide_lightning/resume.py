@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wide_lightning.checkpoints import CheckpointRecord, read_checkpoint
+from wide_lightning.data.base import dataset_of
 
 #: DataModule arguments that say where and how fast the data is read, not what is learned.
 DATA_LOCATION_ARGUMENTS = frozenset({"data_dir", "download", "num_workers", "placement"})
@@ -50,8 +51,8 @@ def _plain(value: Any) -> Any:
 
 
 def _short(class_path: str) -> str:
-    """A class's name without its module, the same for a DataModule's name and its short alias (``MNIST``)."""
-    return class_path.rsplit(".", 1)[-1].removesuffix("DataModule")
+    """A class's name without its module (a DataModule's earlier name is the same DataModule: ``dataset_of``)."""
+    return dataset_of(class_path)
 
 
 def _differences(section: str, recorded: dict[str, Any], wanted: dict[str, Any], skip: frozenset[str]) -> list[str]:

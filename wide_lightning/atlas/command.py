@@ -18,60 +18,20 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 
+from wide_lightning.activations import Position, layer_reader
 from wide_lightning.atlas.collect import collect_activations
-from wide_lightning.activations import (
-    Position,
-    class_scores,
-    describe_layer,
-    layer_reader,
-    penultimate_head_weight,
-)
-from wide_lightning.atlas.parameterization import check_coarse_to_fine
-from wide_lightning.atlas.pipeline import build_atlas, subset_indices
-from wide_lightning.atlas.render import render_kwargs
-from wide_lightning.atlas.settings import (
-    DEFAULT_PRESET,
-    AtlasSettings,
-    Objective,
-    Parameterization,
-    PresetName,
-    Space,
-    Transforms,
-)
-from wide_lightning.atlas.transforms import check_shift
+from wide_lightning.atlas.pipeline import subset_indices
+from wide_lightning.atlas.settings import AtlasSettings
+from wide_lightning.atlas.task import render_task_atlas
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.checkpoints import build_datamodule, init_arguments
 from wide_lightning.tasks.backbone import load_network
-
-
-def check_settings(grid_size: int | None, steps: int | None, min_density: int, neurons: int, max_points: int | None,
-                   icon_size: int | None, whiten_ridge: float | None, cossim_pow: float | None, batch_size: int,
-                   shift: float | None = None, coarse_to_fine: float | None = None) -> None:
-    """Every number of the command, checked before any work (collecting and UMAP take minutes)."""
-    def positive(name: str, value: Any, minimum: int = 1) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-            raise ValueError(f"--{name} must be an integer >= {minimum}, got {value!r}.")
-
-    for name, value, minimum in (("grid_size", grid_size, 1), ("steps", steps, 1), ("min_density", min_density, 0),
-                                 ("neurons", neurons, 0), ("max_points", max_points, 4), ("icon_size", icon_size, 1),
-                                 ("batch_size", batch_size, 1)):
-        positive(name, value, minimum)
-    for name, value in (("whiten_ridge", whiten_ridge), ("cossim_pow", cossim_pow)):
-        if value is not None and not 0 <= value < float("inf"):
-            raise ValueError(f"--{name} must be a finite number >= 0, got {value!r}.")
-    if whiten_ridge == 0:
-        raise ValueError("--whiten_ridge must be positive (it keeps the inverse finite); use --whiten false for none.")
-    for value, check in ((shift, check_shift), (coarse_to_fine, check_coarse_to_fine)):
-        if value is not None:
-            try:
-                check(value)
-            except ValueError as error:
-                raise ValueError(f"--{error}") from None
 
 
 def atlas(
@@ -84,30 +44,10 @@ def atlas(
     layer: str = "features",
     position: Position = "random",
     control: Literal["none", "untrained", "raw_input"] = "none",
-    grid_size: int | None = None,
-    min_density: int = 10,
-    steps: int | None = None,
-    preset: PresetName = DEFAULT_PRESET,
-    whiten: bool | None = None,
-    whiten_ridge: float | None = None,
-    objective: Objective | None = None,
-    cossim_pow: float | None = None,
-    parameterization: Parameterization | None = None,
-    transforms: Transforms | None = None,
-    shift: float | None = None,
-    coarse_to_fine: float | None = None,
-    neurons: int = 10,
-    space: Space = "hidden",
-    max_points: int | None = None,
-    icon_size: int | None = None,
-    reducer: Literal["umap", "pca"] = "umap",
-    reproducible_layout: bool = True,
-    knn: Literal["auto", "exact", "umap"] = "auto",
-    preview: bool = False,
-    seed: int = 0,
     split: Literal["train", "val", "test"] = "train",
     device: str = "auto",
     batch_size: int = 1024,
+    **settings: Any,
 ) -> Path:
     """Render the atlas figures of a trained classifier and write them next to it.
 
@@ -130,14 +70,9 @@ def atlas(
         control: ``untrained``: the same architecture freshly initialized (Appendix A.1, seeded);
             ``raw_input``: activations = pixels (Appendix A.2), whose icons are the whitened cell
             averages themselves, as in the paper (``layer="input"`` too), not optimized images.
-        preset: how icons are rendered: ``recognizable`` (the default, chosen by the study in
-            ``docs/atlas.md``) or ``lucid_notebook`` (the paper's literal procedure). ``whiten``,
-            ``whiten_ridge``, ``objective``, ``cossim_pow``, ``parameterization``, ``transforms``,
-            ``shift``, ``coarse_to_fine`` and ``icon_size`` replace single values of the preset. ``control=raw_input``
-            whitens unless ``whiten`` is given: Appendix A.2's icons are "whitened averages over images".
-        grid_size, min_density, steps, neurons, space, max_points, reducer, reproducible_layout, knn,
-            seed: see ``AtlasSettings`` (unset: the paper's 15 x 15 grid, the preset's steps, all points).
-        preview: unset values become 64 steps, a 10 x 10 grid and 10,000 points.
+        settings: the atlas's settings, ``AtlasSettings``' fields (``--preset``, ``--steps``, ``--grid_size``,
+            ``--whiten``, ``--space``, ``--preview``, ...), each checked before any work. ``control=raw_input``
+            whitens unless ``--whiten`` is given: Appendix A.2's icons are "whitened averages over images".
         split: which split to lay out (the paper: the whole training set).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
         batch_size: batch size for collecting activations.
@@ -147,9 +82,21 @@ def atlas(
             for every other label with at most 64 values, e.g. the shift), ``neurons.png``, ``atlas.npz``.
     """
     started = time.perf_counter()
-    check_settings(grid_size, steps, min_density, neurons, max_points, icon_size, whiten_ridge, cossim_pow, batch_size,
-                   shift, coarse_to_fine)
-    if space == "classifier_subspace" and (layer != "features" or control == "raw_input"):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch_size must be an integer >= 1, got {batch_size!r}.")
+    if control == "raw_input":
+        layer = "input"
+        if "whiten" not in settings or settings["whiten"] is None:
+            settings["whiten"] = True
+    if layer == "input":  # the pixels' cell directions are images already: shown, not optimized
+        settings["icons"] = "directions"
+    try:
+        # a new name, and ``settings`` only ever unpacked: jsonargparse reads this body to turn the dataclass's
+        # fields into the command's flags
+        atlas_settings = AtlasSettings(**settings)
+    except ValueError as error:  # named as the flag a person typed
+        raise ValueError(f"--{error}") from None
+    if atlas_settings.space == "classifier_subspace" and layer != "features":
         raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
     ours = model is None
     task = load_network(checkpoint, model, weights, purpose="an atlas")
@@ -167,45 +114,30 @@ def atlas(
     if control == "untrained":
         if not ours:
             raise ValueError("--control untrained re-initializes one of our networks; --model networks are read as given.")
-        torch.manual_seed(seed)
+        torch.manual_seed(atlas_settings.seed)
         arguments = init_arguments(task)
         if arguments.get("weights") is not None:  # a TorchvisionClassifier from ImageNet weights: untrained means random
             arguments["weights"] = None
         task = type(task)(**arguments).eval()
-    if control == "raw_input":
-        layer = "input"
-        whiten = True if whiten is None else whiten
     run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     task = task.to(run_device)
-    read = layer_reader(task, layer, position, seed)
-    given = {k: v for k, v in (("grid_size", grid_size), ("steps", steps), ("max_points", max_points)) if v is not None}
-    settings = (AtlasSettings.preview if preview else AtlasSettings.from_preset)(
-        preset, min_density=min_density, whiten=whiten, whiten_ridge=whiten_ridge, objective=objective,
-        cossim_pow=cossim_pow, parameterization=parameterization, transforms=transforms, shift=shift,
-        coarse_to_fine=coarse_to_fine, neurons=neurons, space=space, icon_size=icon_size,
-        reducer=reducer, reproducible_layout=reproducible_layout, knn=knn, seed=seed,
-        icons="directions" if layer == "input" else "optimized", **given)
+    read = layer_reader(task, layer, position, atlas_settings.seed)
     dataset = datamodule.dataset(split)
     sample = datamodule.batch_transform(dataset.images[:2].to(run_device), train=False)
     try:
         with torch.no_grad():
-            width = read(sample).shape[1]
+            read(sample)
     except Exception as error:  # noqa: BLE001 - one sentence instead of a stack from inside someone's network
         raise ValueError(f"{model or checkpoint} cannot read {type(datamodule).__name__}'s inputs of shape "
                          f"{tuple(sample.shape[1:])} at layer {layer!r}: {type(error).__name__}: {error}") from None
-    if settings.max_points is not None and settings.max_points < len(dataset):  # collect only what is laid out
-        dataset = dataset.subset(subset_indices(len(dataset), settings.max_points, settings.seed))
+    if atlas_settings.max_points is not None and atlas_settings.max_points < len(dataset):  # collect only what is laid out
+        dataset = dataset.subset(subset_indices(len(dataset), atlas_settings.max_points, atlas_settings.seed))
     collect_started = time.perf_counter()
-    activations = collect_activations(read, dataset, lambda x: datamodule.batch_transform(x, train=False),
+    activations = collect_activations(read, dataset, partial(datamodule.batch_transform, train=False),
                                       batch_size=batch_size, device=run_device)
     collect_seconds = time.perf_counter() - collect_started
-    result = build_atlas(
-        activations, read, **render_kwargs(datamodule), settings=settings,
-        head_weight=penultimate_head_weight(task, layer),  # the head reads the penultimate layer
-        class_label=datamodule.target, device=run_device, log=print, images=dataset.images,
-        network=class_scores(task, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
-        title=f"{type(datamodule).__name__}, {describe_layer(layer, width)}" + ("" if control == "none" else f" ({control})"),
-    )
+    result = render_task_atlas(task, datamodule, read, activations, atlas_settings, layer=layer, images=dataset.images,
+                               device=run_device, note="" if control == "none" else control)
     result.metrics["atlas/seconds/collect"] = collect_seconds
     result.metrics["atlas/seconds/total"] = time.perf_counter() - started
     name = f"atlas_{control}" if control != "none" else ("atlas" if layer == "features" else f"atlas_{layer.replace('.', '_')}")

@@ -163,10 +163,35 @@ class _Frozen:
             p.requires_grad_(requires_grad)
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return value
+
+
+def check_render_settings(*, steps: int, lr: float, objective: str, cossim_pow: float, parameterization: str,
+                          transforms: str, shift: float, transform_samples: int, lr_schedule: str,
+                          coarse_to_fine: float, icon_size: int | None) -> None:
+    """Refuse an icon optimization that cannot run, naming the value: the one check of these settings, made
+    by ``AtlasSettings`` (before any training or collecting) and by :func:`render_icons` for direct callers."""
+    check_int("steps", steps, 1)
+    check_int("transform_samples", transform_samples, 1)
+    if icon_size is not None:
+        check_int("icon_size", icon_size, 1)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}.")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be positive and finite, got {lr!r}.")
+    if isinstance(cossim_pow, bool) or not isinstance(cossim_pow, (int, float)) or not 0 <= cossim_pow < math.inf:
+        raise ValueError(f"cossim_pow must be a finite number >= 0, got {cossim_pow!r}.")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}.")
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization must be one of {list(PARAMETERIZATIONS)}, got {parameterization!r}.")
+    if transforms not in TRANSFORMS:
+        raise ValueError(f"transforms must be one of {sorted(TRANSFORMS)}, got {transforms!r}.")
+    check_shift(shift)  # a bad shift is refused whichever list is used
+    check_coarse_to_fine(coarse_to_fine, parameterization)
 
 
 def render_icons(
@@ -225,7 +250,7 @@ def render_icons(
             frequencies are let in, from one cycle per icon up to all (:func:`band_limit_at`); 0: all
             from the start.
 
-    See :func:`render_kwargs` for taking ``input_shape``, ``normalize`` and ``pad_value`` from a DataModule.
+    ``wide_lightning.atlas.task.render_inputs`` takes ``input_shape``, ``normalize`` and ``pad_value`` from a DataModule.
     """
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
@@ -240,25 +265,15 @@ def render_icons(
     if not torch.isfinite(directions).all():
         bad = (~torch.isfinite(directions)).any(1).nonzero().flatten().tolist()
         raise ValueError(f"directions contain NaN or inf (rows {bad[:10]}{'...' if len(bad) > 10 else ''}).")
-    _check_int("steps", steps, 1)
-    _check_int("transform_samples", transform_samples, 1)
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}.")
+    check_render_settings(steps=steps, lr=lr, objective=objective, cossim_pow=cossim_pow,
+                          parameterization=parameterization, transforms=transforms, shift=shift,
+                          transform_samples=transform_samples, lr_schedule=lr_schedule, coarse_to_fine=coarse_to_fine,
+                          icon_size=icon_size)
     if batch_size is not None:
-        _check_int("batch_size", batch_size, 1)
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}.")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}.")
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization must be one of {list(PARAMETERIZATIONS)}, got {parameterization!r}.")
-    icon_size = height if icon_size is None else _check_int("icon_size", icon_size, 1)
+        check_int("batch_size", batch_size, 1)
+    icon_size = height if icon_size is None else icon_size
     if parameterization == "maco" and image_statistics is None:
         raise ValueError("parameterization='maco' needs image_statistics (the training images' amplitude spectrum).")
-    if transforms not in TRANSFORMS:
-        raise ValueError(f"transforms must be one of {sorted(TRANSFORMS)}, got {transforms!r}.")
-    check_shift(shift)  # a bad shift is refused whichever list is used
-    check_coarse_to_fine(coarse_to_fine, parameterization)
     extra = {"shift": shift} if transforms == "whole" else {}
     transforms = TRANSFORMS[transforms](icon_size, pad_value, output_size=(height, width), **extra)
     try:
@@ -359,12 +374,3 @@ def render_icons(
         seconds=seconds,
         parameterization=parameterization,
     )
-
-
-def render_kwargs(datamodule: Any) -> dict[str, Any]:
-    """``input_shape``, ``normalize`` and ``pad_value`` of an ``ImageDataModule``, for :func:`render_icons`."""
-    return {
-        "input_shape": tuple(datamodule.input_shape),
-        "normalize": datamodule.normalize,
-        "pad_value": float(datamodule.pad_value),
-    }

@@ -4,7 +4,7 @@ Two presets set how icons are rendered (the whitening, the objective, the image 
 icon size and the optimization's steps and learning rate); everything else (grid, UMAP, seed) is the
 paper's in both:
 
-* ``recognizable`` (the default): the setting that ``docs/atlas.md``'s study of the rendering
+* ``recognizable`` (the default): the setting that ``docs/studies/2026-12-02-atlas-icons.md``'s study of the rendering
   choices found to show what the paper describes: icons that the network, an independent judge
   and a reader recognize as their cell's class. It deviates from the paper's literal procedure;
   the study's table is the evidence.
@@ -16,12 +16,14 @@ paper's in both:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from wide_lightning.atlas.objective import Objective
-from wide_lightning.atlas.parameterization import Parameterization, check_coarse_to_fine
-from wide_lightning.atlas.transforms import WHOLE_SHIFT, check_shift
+from wide_lightning.atlas.parameterization import Parameterization
+from wide_lightning.atlas.render import check_int, check_render_settings
+from wide_lightning.atlas.transforms import WHOLE_SHIFT
 
 Space = Literal["hidden", "classifier_subspace"]
 PresetName = Literal["recognizable", "lucid_notebook"]
@@ -31,14 +33,14 @@ Transforms = Literal["lucid", "whole"]
 PRESETS: dict[str, dict[str, Any]] = {
     # MACO moves only the phase, which lucid's rate and step count (made for the free spectrum) leave
     # far from converged: on the narrow MNIST net the judge named 79% of the icons at 512 steps and
-    # lr 0.05, 90% at 1,024 steps and lr 0.2 (docs/atlas.md, "Steps and learning rate")
+    # lr 0.05, 90% at 1,024 steps and lr 0.2 (docs/studies/2026-12-02-atlas-icons.md, "Steps and learning rate")
     # A shift jitter of 10 % of the side rewards icons that work at several shifts, which a
     # shift-invariant network reads as one: the narrow translated-MNIST net's icons drew the digit
     # two or three times. At 1 px (0.04 of 28) the judge named 64.5 % of them, at 10 % 55.9 %; on
-    # MNIST the two are within the seeds' spread (docs/atlas.md, "The shift jitter").
+    # MNIST the two are within the seeds' spread (docs/studies/2026-12-02-atlas-icons.md, "The shift jitter").
     # Letting the frequencies in from coarse to fine over the first half of the steps raised the judge's
     # share on three of the four networks (narrow MNIST 90.7 -> 95.6 %, 4 seeds) and cost the wide
-    # translated net 1.6 points (docs/atlas.md, "Coarse to fine").
+    # translated net 1.6 points (docs/studies/2026-12-02-atlas-icons.md, "Coarse to fine").
     "recognizable": dict(whiten=False, whiten_ridge=1e-6, objective="true_cosine", cossim_pow=4.0,
                          icon_size=None, parameterization="maco", transforms="whole", shift=WHOLE_SHIFT,
                          coarse_to_fine=0.5, steps=1024, lr=0.2),
@@ -47,15 +49,21 @@ PRESETS: dict[str, dict[str, Any]] = {
                            coarse_to_fine=0.0, steps=512, lr=0.05),
 }
 DEFAULT_PRESET = "recognizable"
-_DEFAULTS = PRESETS[DEFAULT_PRESET]
+#: A quick look: what ``preview`` gives the settings left unset.
+PREVIEW: dict[str, Any] = {"steps": 64, "grid_size": 10, "max_points": 10_000}
 
 
 @dataclass
 class AtlasSettings:
-    """Every choice of an atlas. The defaults are the ``recognizable`` preset and the paper's grid.
+    """Every choice of an atlas, declared once: the callback's arguments and the command's flags are these.
+
+    The rendering settings left unset (``None``: ``steps``, ``lr``, ``whiten``, ``whiten_ridge``,
+    ``objective``, ``cossim_pow``, ``parameterization``, ``transforms``, ``shift``, ``coarse_to_fine``)
+    come from ``preset``; the grid is the paper's unless ``preview`` asks for a quick look. Every value
+    is checked when the settings are made.
 
     Args:
-        grid_size: g of the g x g grid (the paper: 15).
+        grid_size: g of the g x g grid (the paper: 15; ``preview``: 10).
         min_density: a cell is kept when it holds more than this many points (lucid: 10).
         steps: Adam steps per icon (lucid: 512; the ``recognizable`` preset: 1,024).
         whiten: target the whitened cell means (lucid); off: the cell means themselves.
@@ -94,27 +102,29 @@ class AtlasSettings:
             "the averaged activations [...] in this case are simply whitened averages over images").
         judge_neighbours: k of the nearest-neighbour judge of the icons (``recognizability.py``).
         exemplars: training images shown beside each cell's icon (the nearest to its mean).
-        preset: the name of the preset the rendering settings came from (a record; see :meth:`from_preset`).
+        preset: where the unset rendering settings come from: ``recognizable`` (the default) or
+            ``lucid_notebook`` (the paper's literal procedure).
+        preview: a quick look: unset ``steps``, ``grid_size`` and ``max_points`` become 64, 10 and 10,000.
     """
 
-    grid_size: int = 15
+    grid_size: int | None = None
     min_density: int = 10
-    steps: int = _DEFAULTS["steps"]
-    whiten: bool = _DEFAULTS["whiten"]
+    steps: int | None = None
+    whiten: bool | None = None
     whiten_mode: Literal["regularized", "pinv", "exact"] = "regularized"
-    whiten_ridge: float = _DEFAULTS["whiten_ridge"]
-    objective: Objective = _DEFAULTS["objective"]
-    cossim_pow: float = _DEFAULTS["cossim_pow"]
+    whiten_ridge: float | None = None
+    objective: Objective | None = None
+    cossim_pow: float | None = None
     neurons: int = 10
     whiten_neurons: bool = True
-    icon_size: int | None = _DEFAULTS["icon_size"]
-    parameterization: Parameterization = _DEFAULTS["parameterization"]
-    transforms: Transforms = _DEFAULTS["transforms"]
-    shift: float = _DEFAULTS["shift"]
-    lr: float = _DEFAULTS["lr"]
+    icon_size: int | None = None
+    parameterization: Parameterization | None = None
+    transforms: Transforms | None = None
+    shift: float | None = None
+    lr: float | None = None
     transform_samples: int = 1
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    coarse_to_fine: float = _DEFAULTS["coarse_to_fine"]
+    coarse_to_fine: float | None = None
     space: Space = "hidden"
     max_points: int | None = None
     reducer: Literal["umap", "pca"] = "umap"
@@ -125,31 +135,40 @@ class AtlasSettings:
     icons: Literal["optimized", "directions"] = "optimized"
     judge_neighbours: int = 10
     exemplars: int = 5
-    preset: str = DEFAULT_PRESET
+    preset: PresetName = DEFAULT_PRESET
+    preview: bool = False
 
     def __post_init__(self) -> None:
-        check_shift(self.shift)  # refused when the settings are made, not after training
-        check_coarse_to_fine(self.coarse_to_fine, self.parameterization)
+        """Fill what is unset from the preset (and ``preview``), then refuse what cannot run, naming the value:
+        a bad setting is refused when the settings are made (a callback's before training, a command's before
+        collecting), not after minutes of work."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown atlas preset {self.preset!r}; choose one of {sorted(PRESETS)}.")
+        preset = PRESETS[self.preset]
+        if self.coarse_to_fine is None and (self.parameterization or preset["parameterization"]) != "maco":
+            self.coarse_to_fine = 0.0  # the preset's schedule is for its MACO image; a free spectrum has none
+        unset = {**preset, **(PREVIEW if self.preview else {}), "grid_size": PREVIEW["grid_size"] if self.preview else 15}
+        for name, value in unset.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        for name, minimum in (("grid_size", 1), ("min_density", 0), ("neurons", 0), ("judge_neighbours", 1),
+                              ("exemplars", 0)):
+            check_int(name, getattr(self, name), minimum)
+        if self.max_points is not None:
+            check_int("max_points", self.max_points, 4)
+        if isinstance(self.whiten_ridge, bool) or not isinstance(self.whiten_ridge, (int, float)) or not 0 < self.whiten_ridge < math.inf:
+            raise ValueError(f"whiten_ridge must be a positive finite number (it keeps the inverse finite; "
+                             f"whiten=false for no whitening), got {self.whiten_ridge!r}.")
+        check_render_settings(steps=self.steps, lr=self.lr, objective=self.objective, cossim_pow=self.cossim_pow,
+                              parameterization=self.parameterization, transforms=self.transforms, shift=self.shift,
+                              transform_samples=self.transform_samples, lr_schedule=self.lr_schedule,
+                              coarse_to_fine=self.coarse_to_fine, icon_size=self.icon_size)
 
     @classmethod
     def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides: Any) -> "AtlasSettings":
         """The settings of a named preset; ``overrides`` that are not ``None`` replace single values."""
-        if preset not in PRESETS:
-            raise ValueError(f"unknown atlas preset {preset!r}; choose one of {sorted(PRESETS)}.")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise TypeError(f"AtlasSettings has no setting {', '.join(map(repr, unknown))}.")
-        values = {**PRESETS[preset], "preset": preset}
-        given = {k: v for k, v in overrides.items() if v is not None}
-        values.update(given)
-        if values["parameterization"] != "maco" and "coarse_to_fine" not in given:
-            values["coarse_to_fine"] = 0.0  # the preset's schedule is for its MACO image; a free spectrum has none
-        return cls(**values)
-
-    @classmethod
-    def preview(cls, preset: str = DEFAULT_PRESET, **overrides: Any) -> "AtlasSettings":
-        """A quick look: 64 steps, a 10 x 10 grid, 10,000 points (``overrides`` that are not ``None`` win)."""
-        values = {"steps": 64, "grid_size": 10, "max_points": 10_000}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_preset(preset, **values)
+        return cls(preset=preset, **overrides)

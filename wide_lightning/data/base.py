@@ -109,6 +109,20 @@ def _collate_prefetched(batch: Any) -> Any:
     return torch.utils.data.default_collate(batch)
 
 
+def dataset_of(class_path: str) -> str:
+    """The dataset a DataModule's class (path) names: ``wide_lightning.data.mnist.MNISTDataModule`` and its
+    earlier name ``wide_lightning.MNIST`` are both ``MNIST``."""
+    return class_path.rpartition(".")[2].removesuffix("DataModule")
+
+
+def earlier_name(cls: type, name: str) -> type:
+    """``cls`` under the ``name`` it had before DataModules said they are DataModules: a subclass that adds
+    nothing, defined in ``cls``'s module, so that configs (``class_path: wide_lightning.MNIST``, ``--data
+    MNIST``) and checkpoints (``wide_lightning.data.mnist.MNIST``) written with it still load."""
+    return type(name, (cls,), {"__module__": cls.__module__, "__qualname__": name,
+                               "__doc__": f"The earlier name of :class:`{cls.__name__}`, the same DataModule."})
+
+
 class ImageDataModule(LightningDataModule, ABC):
     """Base for every dataset of the paper.
 
@@ -137,6 +151,7 @@ class ImageDataModule(LightningDataModule, ABC):
             the atlas and the probes read the scaling of the run they come from.
     """
 
+    #: The dataset's name, as run records, W&B and figure titles show it.
     name: str = "dataset"
     input_shape: tuple[int, int, int]
     #: Pixel value in [0, 1] that atlas transforms pad with (Appendix B.1: 0 for MNIST, 1 for CIFAR).

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wide_lightning.data.base import DatasetFileError, ImageDataModule, md5_of, missing_files_error
+from wide_lightning.data.base import DatasetFileError, ImageDataModule, md5_of, missing_files_error, earlier_name
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -116,7 +116,7 @@ def random_affine_flip(x: torch.Tensor, max_shift: float, max_angle: float, flip
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class CIFAR10(ImageDataModule):
+class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10: all 50,000 training images (the paper's protocol; ``val_size=0`` validates on test), 10,000 test.
 
     Training augmentation (Appendix B.2): shifts up to 10% both ways, rotations up to pi/6, horizontal flips.
@@ -162,7 +162,7 @@ class CIFAR10(ImageDataModule):
         return random_affine_flip(x, self.max_shift, self.max_rotation, self.horizontal_flip, generator)
 
 
-class CIFAR100Coarse(ImageDataModule):
+class CIFAR100CoarseDataModule(ImageDataModule):
     """The images of CIFAR-100's first 3 coarse classes (aquatic mammals, fish, flowers), Section 5.2.
 
     7,500 training and 1,500 test images. ``target="coarse"`` (3 classes, the original task) or
@@ -226,3 +226,8 @@ class CIFAR100Coarse(ImageDataModule):
 
     def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return random_affine_flip(x, self.max_shift, self.max_rotation, self.horizontal_flip, generator)
+
+
+# the earlier names, kept so that every config and checkpoint written with them still loads
+CIFAR10 = earlier_name(CIFAR10DataModule, "CIFAR10")
+CIFAR100Coarse = earlier_name(CIFAR100CoarseDataModule, "CIFAR100Coarse")

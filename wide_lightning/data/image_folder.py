@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wide_lightning.data.base import DATA_ENV, DatasetFileError, ImageDataModule
+from wide_lightning.data.base import DATA_ENV, DatasetFileError, ImageDataModule, earlier_name
 from wide_lightning.data.statistics import TrainingStatistics
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -90,7 +90,7 @@ def read_images(paths: list[Path], size: tuple[int, int], channels: int) -> torc
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-class ImageFolder(TrainingStatistics, ImageDataModule):
+class ImageFolderDataModule(TrainingStatistics, ImageDataModule):
     """A folder of class sub-folders of images (module doc for the layouts).
 
     Args:
@@ -204,3 +204,7 @@ class ImageFolder(TrainingStatistics, ImageDataModule):
 
     def statistics_source(self) -> tuple[Path, str, list[Path]]:
         return self.root, self.name, [path for path, _ in self.splits.train]
+
+
+# the earlier names, kept so that every config and checkpoint written with them still loads
+ImageFolder = earlier_name(ImageFolderDataModule, "ImageFolder")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wide_lightning.data.base import DatasetFileError, ImageDataModule, LabelledImages, missing_files_error
+from wide_lightning.data.base import DatasetFileError, ImageDataModule, LabelledImages, missing_files_error, earlier_name
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -112,7 +112,7 @@ def download_mnist(data_dir: Path) -> None:
                 continue
 
 
-class MNIST(ImageDataModule):
+class MNISTDataModule(ImageDataModule):
     """MNIST: 50,000 training images, 10,000 held out from the official training split, the official 10,000 test."""
 
     name = "MNIST"
@@ -155,7 +155,7 @@ def roll_all_shifts(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     )
 
 
-class TranslatedMNIST(ImageDataModule):
+class TranslatedMNISTDataModule(ImageDataModule):
     """Translated MNIST (Section 4.2): seeded subsets of digits, each rolled horizontally by all 28 offsets.
 
     Training: ``train_digits`` = floor(50000/28) = 1,785 digits of the official training split ->
@@ -170,8 +170,8 @@ class TranslatedMNIST(ImageDataModule):
     name = "TranslatedMNIST"
     input_shape = (1, 28, 28)
     pad_value = 0.0
-    mean = MNIST.mean
-    std = MNIST.std
+    mean = MNISTDataModule.mean
+    std = MNISTDataModule.std
     targets = ("shift", "digit")
     label_periods = {"shift": 28}
 
@@ -230,3 +230,8 @@ class TranslatedMNIST(ImageDataModule):
             return {"train": train}
         cut = self.train_digits * self.input_shape[-1]
         return {"train": train.subset(torch.arange(cut)), "val": train.subset(torch.arange(cut, len(train)))}
+
+
+# the earlier names, kept so that every config and checkpoint written with them still loads
+MNIST = earlier_name(MNISTDataModule, "MNIST")
+TranslatedMNIST = earlier_name(TranslatedMNISTDataModule, "TranslatedMNIST")

@@ -33,8 +33,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from wide_lightning.data.base import DatasetFileError, ImageDataModule, md5_of, missing_files_error
-from wide_lightning.data.cifar import CIFAR10, CIFAR100Coarse, _ensure_extracted
+from wide_lightning.data.base import DatasetFileError, ImageDataModule, md5_of, missing_files_error, earlier_name
+from wide_lightning.data.cifar import CIFAR10DataModule, CIFAR100CoarseDataModule, _ensure_extracted
 from wide_lightning.data.mnist import read_idx
 from wide_lightning.data.statistics import TrainingStatistics
 from wide_lightning.files import atomic_path
@@ -189,7 +189,7 @@ class _IDXClassification(TorchvisionClassification):
         super().ensure_files(split)
 
 
-class FashionMNIST(_IDXClassification):
+class FashionMNISTDataModule(_IDXClassification):
     """Fashion-MNIST: 60,000 training and 10,000 test 28x28 greyscale images of 10 kinds of clothing."""
 
     name = "FashionMNIST"
@@ -200,7 +200,7 @@ class FashionMNIST(_IDXClassification):
     std = (0.3530,)
 
 
-class KMNIST(_IDXClassification):
+class KMNISTDataModule(_IDXClassification):
     """Kuzushiji-MNIST: 60,000 training and 10,000 test 28x28 greyscale cursive Japanese characters, 10 classes."""
 
     name = "KMNIST"
@@ -210,7 +210,7 @@ class KMNIST(_IDXClassification):
     std = (0.3483,)
 
 
-class EMNIST(_IDXClassification):
+class EMNISTDataModule(_IDXClassification):
     """EMNIST, one of its six splits (``split``): 28x28 greyscale handwritten characters.
 
     Classes: byclass 62, bymerge 47, balanced 47 (the default), letters 26, digits 10, mnist 10.
@@ -254,7 +254,7 @@ class EMNIST(_IDXClassification):
         return images.transpose(-1, -2) if self.upright else images, dataset.targets - int(self.split == "letters")
 
 
-class SVHN(TorchvisionClassification):
+class SVHNDataModule(TorchvisionClassification):
     """SVHN (cropped digits): 73,257 training and 26,032 test 32x32 colour images; ``extra`` is not used.
 
     The files label the digit 0 as 10; torchvision (and so this class) labels it 0.
@@ -283,7 +283,7 @@ class SVHN(TorchvisionClassification):
         return dataset.data, dataset.labels
 
 
-class TorchvisionCIFAR10(TorchvisionClassification):
+class TorchvisionCIFAR10DataModule(TorchvisionClassification):
     """CIFAR-10 through ``torchvision.datasets.CIFAR10`` (50,000 training, 10,000 test images), no augmentation.
 
     ``CIFAR10`` is the paper's version (its augmentation, its own reader); this one is torchvision's.
@@ -293,7 +293,7 @@ class TorchvisionCIFAR10(TorchvisionClassification):
     torchvision_class = "CIFAR10"
     input_shape = (3, 32, 32)
     pad_value = 1.0  # the paper's CIFAR value (Appendix B.1)
-    mean, std = CIFAR10.mean, CIFAR10.std  # the published CIFAR-10 statistics
+    mean, std = CIFAR10DataModule.mean, CIFAR10DataModule.std  # the published CIFAR-10 statistics
 
     def _tables(self) -> tuple[str, list, list, dict]:
         cls = self._dataset_class()
@@ -323,10 +323,19 @@ class TorchvisionCIFAR10(TorchvisionClassification):
         return dataset.data.transpose(0, 3, 1, 2), dataset.targets  # torchvision keeps CIFAR as [N, H, W, C]
 
 
-class TorchvisionCIFAR100(TorchvisionCIFAR10):
+class TorchvisionCIFAR100DataModule(TorchvisionCIFAR10DataModule):
     """CIFAR-100 through ``torchvision.datasets.CIFAR100``: its 100 fine labels (``CIFAR100Coarse``: the paper's subset)."""
 
     name = "TorchvisionCIFAR100"
     torchvision_class = "CIFAR100"
     class_count = 100
-    mean, std = CIFAR100Coarse.mean, CIFAR100Coarse.std  # the published statistics of all 50,000 training images
+    mean, std = CIFAR100CoarseDataModule.mean, CIFAR100CoarseDataModule.std  # the published statistics of all 50,000 training images
+
+
+# the earlier names, kept so that every config and checkpoint written with them still loads
+FashionMNIST = earlier_name(FashionMNISTDataModule, "FashionMNIST")
+KMNIST = earlier_name(KMNISTDataModule, "KMNIST")
+EMNIST = earlier_name(EMNISTDataModule, "EMNIST")
+SVHN = earlier_name(SVHNDataModule, "SVHN")
+TorchvisionCIFAR10 = earlier_name(TorchvisionCIFAR10DataModule, "TorchvisionCIFAR10")
+TorchvisionCIFAR100 = earlier_name(TorchvisionCIFAR100DataModule, "TorchvisionCIFAR100")

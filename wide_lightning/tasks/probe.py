@@ -11,6 +11,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from torch import nn
 
 from wide_lightning.activations import layer_reader
+from wide_lightning.data.base import dataset_of
 from wide_lightning.nets import PixelLinear, init_head_
 from wide_lightning.checkpoints import init_arguments
 from wide_lightning.tasks.backbone import load_network
@@ -151,9 +152,9 @@ class LinearProbe(ClassificationTask):
             check_probe_scaling(self.backbone_data, datamodule, self.backbone_name)
             trained_on = (self.backbone_data or {}).get("class_path")
             probed_on = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
-            if trained_on is not None and trained_on.rpartition(".")[2] != type(datamodule).__name__:
+            if trained_on is not None and dataset_of(trained_on) != dataset_of(probed_on):
                 rank_zero_warn(f"transfer across datasets: the backbone {self.backbone_name} was trained on "
-                               f"{trained_on.rpartition('.')[2]}, the probe trains on {type(datamodule).__name__}.")
+                               f"{dataset_of(trained_on)}, the probe trains on {dataset_of(probed_on)}.")
             self.datasets = {"backbone_dataset": trained_on or "unknown", "probe_dataset": probed_on}
 
     def facts(self) -> dict[str, Any]:
