@@ -85,14 +85,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recognizable, cosine lr": ("recognizable", {**EARLIER, "lr_schedule": "cosine"}),
     "recognizable, 4 samples": ("recognizable", {**EARLIER, "transform_samples": 4}),
     "recognizable, 4 samples, cosine lr": ("recognizable", {**EARLIER, "transform_samples": 4, "lr_schedule": "cosine"}),
-    # steps and learning rate (docs/atlas.md, "Steps and learning rate")
+    # steps and learning rate (docs/studies/2026-12-02-atlas-icons.md, "Steps and learning rate")
     "recognizable, 1024 steps": ("recognizable", {**NO_C2F, "steps": 1024, "lr": 0.05}),
     "recognizable, 1024 steps, cosine lr": ("recognizable", {**NO_C2F, "steps": 1024, "lr": 0.05, "lr_schedule": "cosine"}),
     "recognizable, 2048 steps": ("recognizable", {**NO_C2F, "steps": 2048, "lr": 0.05}),
     "recognizable, 512 steps, lr 0.2": ("recognizable", {**NO_C2F, "steps": 512, "lr": 0.2}),
     "recognizable, 1024 steps, lr 0.1": ("recognizable", {**NO_C2F, "steps": 1024, "lr": 0.1}),
     "recognizable, 2048 steps, lr 0.1": ("recognizable", {**NO_C2F, "steps": 2048, "lr": 0.1}),
-    # the whole-icon shift jitter, at the preset's own steps and rate (docs/atlas.md, "The shift jitter")
+    # the whole-icon shift jitter, at the preset's own steps and rate (docs/studies/2026-12-02-atlas-icons.md, "The shift jitter")
     "recognizable, shift 0": ("recognizable", {**NO_C2F, "shift": 0.0}),
     "recognizable, shift 1 px": ("recognizable", {**NO_C2F, "shift": 0.04}),
     "recognizable, shift 10%": ("recognizable", {**NO_C2F, "shift": 0.1}),
@@ -100,7 +100,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # objectives that do not pay for the activations' size (a feature repeated at several shifts)
     "recognizable, cosine": ("recognizable", {**NO_C2F, "objective": "cosine"}),
     "recognizable, match": ("recognizable", {**NO_C2F, "objective": "match"}),
-    # the frequencies let in from coarse to fine over a share of the steps (docs/atlas.md, "Coarse to fine");
+    # the frequencies let in from coarse to fine over a share of the steps (docs/studies/2026-12-02-atlas-icons.md, "Coarse to fine");
     # the preset's own is 50%, so "recognizable, no coarse to fine" is the preset as it was before
     "recognizable, no coarse to fine": ("recognizable", NO_C2F),
     "recognizable, coarse to fine 25%": ("recognizable", {"coarse_to_fine": 0.25}),

@@ -1,7 +1,7 @@
 """Does a network's hidden state read a digit drawn twice, side by side, as that digit?
 
 The narrow translated-MNIST network's atlas icons draw their digit two or three times at different
-shifts (``docs/atlas.md``, "The narrow translated net"). This asks whether that is the network's
+shifts (``docs/studies/2026-12-02-atlas-icons.md``, "The narrow translated net"). This asks whether that is the network's
 reading or the renderer's fault: for a seeded sample of training images ``x``, it builds ``x2 =
 max(x, roll(x, d))``, the same digit a second time ``d`` columns to the right (cyclically, as
 translated MNIST rolls its digits), and reports per network

@@ -218,7 +218,7 @@ def band_limit_at(step: int, steps: int, coarse_to_fine: float, icon_size: int) 
     parallel; with the lowest frequencies first the icon is one smooth blob whose layout the strokes
     then refine. Over half the steps it raised the judge's share on three of the four networks
     measured; it did not stop the narrow translated-MNIST net's icons from drawing their digit twice
-    (``docs/atlas.md``, "Coarse to fine").
+    (``docs/studies/2026-12-02-atlas-icons.md``, "Coarse to fine").
     """
     ramp_steps = coarse_to_fine * steps
     if step >= ramp_steps:

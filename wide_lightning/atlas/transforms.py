@@ -236,7 +236,7 @@ def lucid_transforms(
 
 
 #: ``whole`` transforms: shifts of up to this share of the side (1 px at 28 px; ``shift=`` sets another),
-#: lucent's scales 0.9-1.1, turns of up to 10 degrees. The shift was 0.1 until 2026-12-02 (docs/atlas.md,
+#: lucent's scales 0.9-1.1, turns of up to 10 degrees. The shift was 0.1 until 2026-12-02 (docs/studies/2026-12-02-atlas-icons.md,
 #: "The shift jitter").
 WHOLE_SHIFT = 0.04
 WHOLE_SCALES: tuple[float, ...] = tuple(1 + k / 50 for k in range(-5, 6))

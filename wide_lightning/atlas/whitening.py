@@ -43,7 +43,7 @@ def whitening_matrix(activations: Any, mode: WhitenMode = "regularized", ridge: 
             units (all-zero columns) and with width close to N. The spec's ``ridge=1e-6`` leaves
             ``S`` amplifying the near-null directions of ``M`` up to a million times more than its
             mean direction; a ridge near 1 keeps only the whitening of the dominant directions
-            (``docs/atlas.md`` measures what that does to the icons).
+            (``docs/studies/2026-12-02-atlas-icons.md`` measures what that does to the icons).
         ``"pinv"``: ``pinv(M, hermitian=True)``; dead units get zero rows/columns.
         ``"exact"``: plain ``inv(M)`` as lucid (raises if M is numerically singular).
 
