@@ -142,7 +142,7 @@ def test_the_config_parses_and_fits_an_image_folder_through_the_cli(tmp_path, mo
 
     monkeypatch.delenv(DATA_ENV, raising=False)  # data_dir: ./data
     config = yaml.safe_load(CONFIG.read_text())
-    assert config["data"]["class_path"] == "wide_lightning.ImageFolder"
+    assert config["data"]["class_path"] == "wide_lightning.ImageFolderDataModule"
     make_image_folder(tmp_path / "data" / "image_folder")  # where the config's folder is, under ./data
     shutil.copy(CONFIG, tmp_path / "mlp.yaml")
     cli = build_cli(["fit", "--config", "mlp.yaml", "--trainer.max_epochs=2", "--trainer.logger=false",

@@ -23,6 +23,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
 
+from wide_lightning.data.base import dataset_of
+
 #: The checkpoint key that marks a wide_lightning checkpoint and names its task class.
 CHECKPOINT_KEY = "wide_lightning"
 
@@ -178,7 +180,7 @@ def build_datamodule(recorded: dict[str, Any] | None, path: str | Path, data_dir
     elif used and Path(used).is_dir() and any(Path(used).iterdir()):
         init_args["data_dir"] = used
     datamodule = cls(**init_args)
-    log(f"atlas: {recorded['class_path'].rpartition('.')[2]} from {Path(datamodule.data_dir).resolve()}")
+    log(f"atlas: {dataset_of(recorded['class_path'])} from {Path(datamodule.data_dir).resolve()}")
     return datamodule
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from wide_lightning.data.base import dataset_of
 from wide_lightning.report.runs import SEED_KEY, SWEEP_KEYS, ReportError
 
 # -- the planned grid --------------------------------------------------------------------------------
@@ -78,6 +79,6 @@ def expected_grid(sweep: str | os.PathLike, x: str = "auto") -> Grid:
     seeds = swept.get(SEED_KEY) or stacked_seeds
     return Grid(x=names[0], values=sorted(int(v) for v in swept[SWEEP_KEYS[names[0]]]),
                 seeds=sorted(int(s) for s in seeds) if seeds else None,
-                source=str(sweep), dataset=class_name("data"), model=class_name("model"))
+                source=str(sweep), dataset=class_name("data") and dataset_of(class_name("data")), model=class_name("model"))
 
 
