@@ -102,6 +102,11 @@ class CheckpointRecord:
         return dict(self.contents.get("hyper_parameters") or {})
 
     @property
+    def parameterization(self) -> str:
+        """How the network's weights scale with width (checkpoints from before the option: ``standard``)."""
+        return self.hyper_parameters.get("parameterization", "standard")
+
+    @property
     def datamodule(self) -> dict[str, Any] | None:
         """The DataModule the task trained on: ``class_path``, ``init_args`` and ``data_dir``."""
         return (self.marker or {}).get("datamodule")

@@ -162,6 +162,10 @@ class RunConfigSaver(SaveConfigCallback):
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
 
+def _of_inner(attribute: str) -> property:
+    return property(lambda self: getattr(self.inner, attribute), doc=f"the wrapped logger's ``{attribute}``")
+
+
 class PrefixedLogger(Logger):
     """Logs through another logger with every metric and hyper-parameter name prefixed.
 
@@ -175,21 +179,10 @@ class PrefixedLogger(Logger):
         self.inner = logger
         self.prefix = prefix
 
-    @property
-    def name(self) -> str | None:
-        return self.inner.name
-
-    @property
-    def version(self) -> Any:
-        return self.inner.version
-
-    @property
-    def save_dir(self) -> str | None:
-        return self.inner.save_dir
-
-    @property
-    def experiment(self) -> Any:
-        return self.inner.experiment
+    name = _of_inner("name")
+    version = _of_inner("version")
+    save_dir = _of_inner("save_dir")
+    experiment = _of_inner("experiment")
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:

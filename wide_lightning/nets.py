@@ -8,10 +8,19 @@ linear probes freeze it and replace ``head``.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
+
+from wide_lightning.parameterization import (
+    MUP_BASE_WIDTH,
+    check_mup_base_width,
+    check_parameterization,
+    head_layer,
+    init_ntk_,
+    set_mup_base_shapes_,
+)
 
 InputShape = Sequence[int]
 
@@ -47,6 +56,16 @@ def init_paper_(net: nn.Module, head: nn.Linear) -> None:
                 nn.init.zeros_(module.bias)
 
 
+def initialize_(net: nn.Module, parameterization: str, mup_base_width: int, at_width: Any) -> None:
+    """The paper's initialization of ``net`` in its ``parameterization``; ``at_width(n)``: the same network at width n."""
+    if parameterization == "ntk":
+        init_ntk_(net, net.head)
+        return
+    init_paper_(net, net.head)
+    if parameterization == "mup":
+        set_mup_base_shapes_(net, at_width, mup_base_width)
+
+
 def init_head_(head: nn.Linear) -> None:
     """The paper's last-layer initialization, for a fresh probe head."""
     nn.init.normal_(head.weight, mean=0.0, std=math.sqrt(1.0 / head.in_features))
@@ -72,6 +91,8 @@ class ConvNet(nn.Module):
     ``conv_channels`` is the filter count of every conv layer; ``"width"`` makes it equal to ``width``
     (the paper scales the filters linearly with n on CIFAR-10, and Appendix A.1 describes a net whose
     "width of all layers" is one number). Convs are padded to keep the spatial size (the paper is silent).
+    ``parameterization`` (``wide_lightning.parameterization``) says how the weights scale with
+    ``width`` (and with the filters where they are ``"width"``).
     """
 
     def __init__(
@@ -80,10 +101,15 @@ class ConvNet(nn.Module):
         num_classes: int,
         width: int,
         conv_channels: int | Literal["width"] = 32,
+        parameterization: str = "standard",
+        mup_base_width: int = MUP_BASE_WIDTH,
     ) -> None:
         super().__init__()
         channels, height, w = _check_input_shape(input_shape)
         _check_width(width)
+        self.parameterization = check_parameterization(parameterization)
+        if parameterization == "mup":
+            check_mup_base_width(width, mup_base_width)
         _check_width(num_classes, "num_classes")
         filters = width if conv_channels == "width" else _check_width(conv_channels, "conv_channels")
         if height < 4 or w < 4:
@@ -101,8 +127,9 @@ class ConvNet(nn.Module):
             nn.Flatten(),
             nn.Linear(filters * (height // 4) * (w // 4), width), nn.ReLU(),
         )
-        self.head = nn.Linear(width, num_classes)
-        init_paper_(self, self.head)
+        self.head = head_layer(width, num_classes, parameterization)
+        initialize_(self, parameterization, mup_base_width, lambda n: ConvNet(
+            input_shape, num_classes, n, n if conv_channels == "width" else conv_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -112,7 +139,8 @@ class MLP(nn.Module):
     """``depth`` hidden layers of ``width`` units with ReLU, then a linear head (Section 5.1).
 
     With ``width=None`` the width is ``constant_parameter_width(depth, ...)`` so that the parameter
-    count stays near that of one hidden layer of ``n_max`` units.
+    count stays near that of one hidden layer of ``n_max`` units. ``parameterization``
+    (``wide_lightning.parameterization``) scales every hidden layer with ``width``.
     """
 
     def __init__(
@@ -122,15 +150,20 @@ class MLP(nn.Module):
         depth: int,
         width: int | None = None,
         n_max: int = 2000,
+        parameterization: str = "standard",
+        mup_base_width: int = MUP_BASE_WIDTH,
     ) -> None:
         super().__init__()
         shape = _check_input_shape(input_shape)
+        self.parameterization = check_parameterization(parameterization)
         _check_width(depth, "depth")
         _check_width(num_classes, "num_classes")
         n_in = math.prod(shape)
         if width is None:
             width = constant_parameter_width(depth, n_in, num_classes, n_max)
         _check_width(width)
+        if parameterization == "mup":
+            check_mup_base_width(width, mup_base_width)
         self.input_shape = shape
         self.depth = depth
         self.width = width
@@ -140,8 +173,8 @@ class MLP(nn.Module):
             layers += [nn.Linear(fan_in, width), nn.ReLU()]
             fan_in = width
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(width, num_classes)
-        init_paper_(self, self.head)
+        self.head = head_layer(width, num_classes, parameterization)
+        initialize_(self, parameterization, mup_base_width, lambda n: MLP(input_shape, num_classes, depth, n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -204,10 +237,16 @@ class TorchvisionNet(nn.Module):
             ``$TORCH_HOME``), or ``None`` for a random initialization.
     """
 
-    def __init__(self, name: str, input_shape: InputShape, num_classes: int, weights: str | None = None) -> None:
+    def __init__(self, name: str, input_shape: InputShape, num_classes: int, weights: str | None = None,
+                 parameterization: str = "standard") -> None:
         super().__init__()
         import torchvision
 
+        if check_parameterization(parameterization) != "standard":
+            raise ValueError(f"parameterization {parameterization!r} is offered for the paper's ConvNet and MLP, whose "
+                             f"widths it scales; a torchvision model trains in its standard parameterization "
+                             f"(leave parameterization out, or train ConvClassifier / MLPClassifier).")
+        self.parameterization = parameterization
         shape = _check_input_shape(input_shape)
         _check_width(num_classes, "num_classes")
         models = torchvision.models.list_models(module=torchvision.models)

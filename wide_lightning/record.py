@@ -80,6 +80,7 @@ class RunRecord:
             "depth": facts.get("depth"),
             "parameters": facts["parameters"],
             "lr": facts["lr_resolved"],
+            "parameterization": facts["parameterization"],
             # a stack's members have their own seeds (its per-member records carry them)
             "seed": None if isinstance(model, StackedTask) else self.config.get("seed_everything"),
             "max_epochs": trainer.max_epochs,

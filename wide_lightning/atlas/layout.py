@@ -28,6 +28,10 @@ from wide_lightning.atlas.grid import GridCells, grid_cells
 from wide_lightning.atlas.whitening import SPEC_RIDGE, WhitenMode, whiten, whitening_matrix
 
 
+def _of_grid(attribute: str) -> property:
+    return property(lambda self: getattr(self.grid, attribute), doc=f"``grid.{attribute}``")
+
+
 @dataclass
 class AtlasLayout:
     """Everything between the activations and the icons: ``xy`` (raw UMAP), ``xy01`` (normalized),
@@ -43,25 +47,12 @@ class AtlasLayout:
     ridge: float
     whiten_mode: str
 
-    @property
-    def cells(self) -> np.ndarray:
-        return self.grid.cells
-
-    @property
-    def counts(self) -> np.ndarray:
-        return self.grid.counts
-
-    @property
-    def directions(self) -> np.ndarray:
-        return self.grid.directions
-
-    @property
-    def count_matrix(self) -> np.ndarray:
-        return self.grid.count_matrix
-
-    @property
-    def grid_size(self) -> int:
-        return self.grid.grid_size
+    # the grid's arrays, read from the layout by the renderer, the figures and the metrics
+    cells = _of_grid("cells")
+    counts = _of_grid("counts")
+    directions = _of_grid("directions")
+    count_matrix = _of_grid("count_matrix")
+    grid_size = _of_grid("grid_size")
 
 
 def compute_layout(

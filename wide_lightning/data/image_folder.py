@@ -118,8 +118,7 @@ class ImageFolderDataModule(TrainingStatistics, ImageDataModule):
         self.folder = folder
         self.image_size = size
         self.channels = channels
-        self.test_size = test_size
-        self.test_seed = test_seed
+        self.test_size, self.test_seed = test_size, test_seed
 
     @property
     def root(self) -> Path:

@@ -191,9 +191,7 @@ class TranslatedMNISTDataModule(ImageDataModule):
                 raise ValueError(f"{name} must be positive, got {value}.")
         if val_digits < 0:
             raise ValueError(f"val_digits must be >= 0, got {val_digits}.")
-        self.train_digits = train_digits
-        self.val_digits = val_digits
-        self.test_digits = test_digits
+        self.train_digits, self.val_digits, self.test_digits = train_digits, val_digits, test_digits
         self.shifted_test = shifted_test
 
     @property

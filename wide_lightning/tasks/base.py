@@ -11,6 +11,7 @@ from torch import nn
 
 from wide_lightning.checkpoints import CHECKPOINT_KEY, marker
 from wide_lightning.loggers import wandb_run_id
+from wide_lightning.parameterization import make_sgd
 from wide_lightning.tasks.metrics import BestSoFar, EpochLossAccuracy
 
 LearningRate = float | Literal["1/width"]
@@ -37,6 +38,11 @@ class ClassificationTask(LightningModule):
     validation loop's loaders are named by the DataModule's ``val_split_names``: with
     ``test_each_epoch`` the test split is evaluated every epoch too, as the paper's probes report
     their best test accuracy.
+
+    Args:
+        num_classes, input_shape: linked from the DataModule by the CLI.
+        lr: a number, or ``"1/width"`` (the paper's CIFAR-10 rule lr = 1/n).
+        momentum: SGD momentum (the paper: 0.9).
     """
 
     #: Whether a checkpoint of this task can serve as the frozen backbone of a linear probe.
@@ -45,9 +51,16 @@ class ClassificationTask(LightningModule):
     #: Set by ``wide_lightning.speed.CapturedTrainingStep`` during ``fit``: its ``RecordedSteps``.
     step_graph: Any = None
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        lr: LearningRate = 0.01,
+        momentum: float = 0.9,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters()  # the concrete task's arguments (collected from its __init__)
+        # the concrete task's arguments too: Lightning collects them from every __init__ up the call
+        self.save_hyperparameters()
         self.net = self.configure_network()
         self.configure_metrics()
         self.lr  # noqa: B018 - a bad learning rate fails now, not at the first optimizer step
@@ -173,8 +186,13 @@ class ClassificationTask(LightningModule):
     def momentum(self) -> float:
         return self.hparams.momentum
 
+    @property
+    def parameterization(self) -> str:
+        """How the trained network's weights scale with width (``wide_lightning.parameterization``)."""
+        return getattr(self.net, "parameterization", "standard")
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.trainable_parameters(), lr=self.lr, momentum=self.momentum)
+        return make_sgd(self.trainable_parameters(), self.parameterization, self.lr, self.momentum)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
@@ -206,4 +224,5 @@ class ClassificationTask(LightningModule):
             "parameters": sum(p.numel() for p in self.net.parameters()),
             "trainable_parameters": sum(p.numel() for p in self.trainable_parameters()),
             "lr_resolved": self.lr,
+            "parameterization": self.parameterization,
         }

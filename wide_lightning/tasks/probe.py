@@ -15,7 +15,7 @@ from wide_lightning.data.base import dataset_of
 from wide_lightning.nets import PixelLinear, init_head_
 from wide_lightning.checkpoints import init_arguments
 from wide_lightning.tasks.backbone import load_network
-from wide_lightning.tasks.base import ClassificationTask, LearningRate
+from wide_lightning.tasks.base import ClassificationTask
 
 
 def input_scaling_of(training_data: dict[str, Any] | None) -> str:
@@ -121,15 +121,14 @@ class LinearProbe(ClassificationTask):
         backbone_checkpoint: str | None,
         num_classes: int,
         input_shape: tuple[int, int, int],
-        lr: LearningRate = 0.01,
-        momentum: float = 0.9,
         head_seed: int | None = None,
         layer: str = "features",
         pool: Literal["mean", "flatten", "centre"] = "mean",
         backbone_model: str | None = None,
         backbone_weights: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, input_shape, **kwargs)
 
     def configure_network(self) -> ProbeNet:
         h = self.hparams
@@ -170,10 +169,9 @@ class RawInputLinear(ClassificationTask):
         self,
         num_classes: int,
         input_shape: tuple[int, int, int],
-        lr: LearningRate = 0.01,
-        momentum: float = 0.9,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, input_shape, **kwargs)
 
     def configure_network(self) -> PixelLinear:
         return PixelLinear(self.hparams.input_shape, self.hparams.num_classes)

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from wide_lightning.checkpoints import CheckpointKindError, init_arguments, read_checkpoint
 from wide_lightning.nets import MLP
 from wide_lightning.stack import StackedGroups, StackedNet
-from wide_lightning.tasks.base import ClassificationTask, LearningRate
+from wide_lightning.tasks.base import ClassificationTask
 from wide_lightning.tasks.probe import ProbeNet, check_probe_input, check_probe_scaling, probe_head, with_backbone_facts
 
 
@@ -155,10 +155,9 @@ class StackedMLPClassifier(StackedTask):
         depth: int | list[int] = 1,
         width: int | None = None,
         n_max: int = 2000,
-        lr: LearningRate = 0.01,
-        momentum: float = 0.9,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, input_shape, **kwargs)
 
     def configure_network(self) -> StackedNet | StackedGroups:
         h = self.hparams
@@ -206,10 +205,9 @@ class StackedLinearProbe(StackedTask):
         backbone_checkpoint: str,
         num_classes: int,
         input_shape: tuple[int, int, int],
-        lr: LearningRate = 0.01,
-        momentum: float = 0.9,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, input_shape, **kwargs)
 
     def configure_network(self) -> StackedNet | StackedGroups:
         h = self.hparams
