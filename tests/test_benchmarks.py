@@ -149,3 +149,20 @@ def test_atlas_two_copies_reads_a_digit_drawn_once_more_at_offset_zero_as_itself
     assert named_x2 == named_x and cos_x2 == 1.0 and cos_moved == 1.0
     assert all(-1.0 <= float(v) <= 1.0 for v in rows[1][4:]) and 0.0 <= float(rows[1][3]) <= 1.0
     assert rows[1][2] == rows[0][2] and rows[1][6:] == rows[0][6:]  # the single images' numbers do not move
+
+
+def test_coord_check_records_each_width_and_step_and_the_base_width_mup_net_is_the_standard_one():
+    from benchmarks.coord_check import batch, coordinates
+
+    data = batch(None, 16)  # random inputs: no data folder
+    widths, steps = [16, 64], 3
+    coords = {p: coordinates("mlp", p, widths, 0.05, steps, data) for p in ("standard", "ntk", "mup")}
+    for values in coords.values():
+        assert {(m, w, t) for m, w, t in values} == {(m, w, t) for m in ("last_hidden", "change", "net.head")
+                                                   for w in widths for t in range(1, steps + 1)}
+        assert all(values[("change", w, 1)] == 0 for w in widths)  # step 1 is the initial network
+    # ntk computes the standard network's function at initialization; mup at its base width is the standard net
+    assert coords["ntk"][("last_hidden", 64, 1)] == pytest.approx(coords["standard"][("last_hidden", 64, 1)], rel=1e-5)
+    for t in range(1, steps + 1):
+        assert coords["mup"][("change", 16, t)] == pytest.approx(coords["standard"][("change", 16, t)], rel=1e-5)
+    assert coords["mup"][("net.head", 64, 1)] < coords["standard"][("net.head", 64, 1)]  # MuReadout's smaller logits

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from tests.test_faults import NO_WANDB, data_env, fit  # noqa: F401 - data_env is a fixture
 from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.nets import MLP, ConvNet, TorchvisionNet
 from wide_lightning.parameterization import fan_in, layer_gains
@@ -88,3 +89,19 @@ def test_bad_parameterizations_are_one_sentence():
         MLP(SHAPE, 4, 1, 32, parameterization="mup")
     with pytest.raises(ValueError, match=r"parameterization 'mup' is offered for the paper's ConvNet and MLP"):
         TorchvisionNet("resnet18", (3, 32, 32), 10, parameterization="mup")
+
+
+def test_a_mup_checkpoint_serves_the_atlas_and_the_probe(data_env):
+    """The base shapes are not in the checkpoint: the atlas command and the probe rebuild the μP network."""
+    from wide_lightning.atlas.command import atlas as atlas_command
+
+    mup = ["--model.init_args.parameterization=mup", "--model.init_args.mup_base_width=16"]
+    base = fit(*NO_WANDB, *mup, epochs=1, root="runs/mup")
+    tiny = dict(grid_size=4, min_density=2, steps=4, neurons=2, reducer="pca", max_points=500, device="cpu")
+    for space in ("hidden", "classifier_subspace"):
+        out = atlas_command(base["checkpoints"]["last"], space=space, **tiny)
+        assert (out / "panel.png").is_file()
+    probe = fit(*NO_WANDB, "--model.class_path=wide_lightning.LinearProbe",
+                f"--model.init_args.backbone_checkpoint={base['checkpoints']['last']}", "--data.init_args.target=digit",
+                epochs=1, root="runs/probe")
+    assert probe["status"] == "finished" and probe["model"] == "LinearProbe" and probe["base"]["test/acc"] > 0

@@ -27,6 +27,27 @@ def test_compiled_network_trains_and_keeps_its_checkpoint_keys(fake_data_dir, tm
     torch.testing.assert_close(plain.net(x), model.net(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("parameterization", ["ntk", "mup"])
+def test_compiled_ntk_and_mup_networks_compute_what_the_eager_ones_do(parameterization):
+    """torch.compile of MuReadout (which reads its weight's infshape) and of parametrized weights: one graph,
+    the eager outputs and gradients."""
+    seed_everything(0)
+    eager = MLPClassifier(num_classes=10, input_shape=(1, 28, 28), depth=2, width=32,
+                          parameterization=parameterization, mup_base_width=16).net
+    seed_everything(0)
+    compiled = MLPClassifier(num_classes=10, input_shape=(1, 28, 28), depth=2, width=32,
+                             parameterization=parameterization, mup_base_width=16).net
+    compiled.compile(fullgraph=True)
+    x = torch.randn(8, 1, 28, 28)
+    eager(x).square().sum().backward()
+    out = compiled(x)
+    out.square().sum().backward()
+    torch.testing.assert_close(out, eager(x))
+    for (name, p), q in zip(compiled.named_parameters(), eager.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
 def test_compile_needs_a_task_with_a_network():
     with pytest.raises(ValueError, match="CompileNetwork compiles a task's `net`; LightningModule has none"):
         CompileNetwork().setup(None, LightningModule(), "fit")
@@ -67,11 +88,14 @@ def _fit(task_factory, fake_data_dir, callbacks, **data_kwargs):
     return model, trainer
 
 
-@pytest.mark.parametrize("kind", ["single", "stack", "depth_scan"])
+@pytest.mark.parametrize("kind", ["single", "ntk", "mup", "stack", "depth_scan"])
 def test_a_replayed_step_trains_bit_identically_to_lightnings_step(fake_data_dir, kind):
     def task():
         if kind == "single":
             return MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=2, n_max=40)
+        if kind in ("ntk", "mup"):  # a parametrized weight scale; MuReadout and MuSGD's per-shape learning rates
+            return MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=2, width=32, parameterization=kind,
+                                 mup_base_width=16)
         return StackedMLPClassifier(num_classes=28, input_shape=(1, 28, 28), seeds=[0, 3],
                                     depth=2 if kind == "stack" else [1, 2], n_max=40)
 

@@ -30,7 +30,8 @@ from wide_lightning.report import expected_grid, report
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 EXPECTED_RUNS = {"figure4_left": 100, "figure4_left_stacked": 20, "figure4_right": 45, "figures1_3": 6,
-                 "lr_scan_translated_mnist": 30, "lr_scan_cifar100": 50}
+                 "lr_scan_translated_mnist": 30, "lr_scan_cifar100": 50, "lazy_limit_mlp": 198,
+                 "lr_scan_lazy_limit": 27}
 # limit_*_batches=1 would mean 100%: jsonargparse parses Lightning's Union[float, int] as the float 1.0
 QUICK = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
@@ -149,11 +150,12 @@ def test_figure4_grids_match_the_paper():
     assert expected_grid(REPO / "sweeps/figure4_right.yaml").dataset == "CIFAR100Coarse"
 
 
-@pytest.mark.parametrize(("name", "count"), [("lr_scan_translated_mnist", 5), ("lr_scan_cifar100", 10)])
-def test_lr_scans_are_ten_to_evenly_spaced_exponents(name, count):
-    """Appendix B.3: lr = 10^x for ``count`` evenly spaced x in [-3, -1]."""
+@pytest.mark.parametrize(("name", "count", "top"),
+                         [("lr_scan_translated_mnist", 5, -1), ("lr_scan_cifar100", 10, -1), ("lr_scan_lazy_limit", 9, 1)])
+def test_lr_scans_are_evenly_spaced_exponents(name, count, top):
+    """Appendix B.3: lr = 10^x for ``count`` evenly spaced x in [-3, -1] (the lazy-limit scan: [-3, 1])."""
     values = load(REPO / f"sweeps/{name}.yaml")["parameters"]["model.init_args.lr"]["values"]
-    assert values == pytest.approx([10 ** (-3 + 2 * k / (count - 1)) for k in range(count)], rel=1e-5)
+    assert values == pytest.approx([10 ** (-3 + (top + 3) * k / (count - 1)) for k in range(count)], rel=1e-5)
     if count == 10:
         assert 0.0129 == pytest.approx(values[5], rel=2e-3)  # the paper's CIFAR-100 rate, 10^(-1.888...)
 

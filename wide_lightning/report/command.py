@@ -11,7 +11,7 @@ from wide_lightning.report.figure4 import Figure4, figure4
 from wide_lightning.report.grid import expected_grid
 from wide_lightning.report.outputs import draw, write_csv
 from wide_lightning.report.runs import ReportError
-from wide_lightning.report.sources import load_runs
+from wide_lightning.report.sources import Loaded, load_runs
 
 # -- the command ----------------------------------------------------------------------------------------
 
@@ -46,9 +46,26 @@ def report(
             ``<out>.png``, ``<out>.csv``, ``<out>.missing.txt``.
         strict: exit non-zero if any planned point, seed or the baseline is missing.
     """
+    grid = expected_grid(sweep, x) if sweep else None
+    loaded = loaded_runs(runs, wandb_dir, wandb_project, sweep_id)
+    result = figure4(loaded.runs, x=x, dataset=dataset, model=model, grid=grid)
+    result.notes.extend(f"unreadable: {path}: {why}" for path, why in loaded.unreadable)
+    result.notes.append("searched: " + "; ".join(loaded.searched))
+    png, table, missing = output_paths(out or (Path(sweep).stem if sweep else f"figure4_{result.dataset}"))
+    draw(result, png)
+    write_csv(result, table)
+    write_text(result.text(), missing, png, table)
+    if strict and not result.complete:
+        problems = len(result.missing) + (result.baseline is None)
+        raise SystemExit(f"--strict: {problems} planned point(s) or baseline missing; see {missing}")
+    return result
+
+
+def loaded_runs(runs: list[str] | None, wandb_dir: list[str] | None, wandb_project: str | None,
+                sweep_id: str | None) -> Loaded:
+    """The runs of every source given (``runs`` by default), or a sentence naming where nothing was found."""
     if not (runs or wandb_dir or wandb_project):
         runs = ["runs"]
-    grid = expected_grid(sweep, x) if sweep else None
     loaded = load_runs(runs or [], wandb_dir or [], wandb_project, sweep_id)
     if not loaded.runs:
         raise ReportError(
@@ -56,31 +73,29 @@ def report(
             + ". Expected summary*.json files (written by `wide-lightning fit` into trainer.default_root_dir) "
               "for --runs, or W&B run directories with files/wandb-summary.json for --wandb_dir."
             + "".join(f"\n  unreadable: {path}: {why}" for path, why in loaded.unreadable))
-    result = figure4(loaded.runs, x=x, dataset=dataset, model=model, grid=grid)
-    result.notes.extend(f"unreadable: {path}: {why}" for path, why in loaded.unreadable)
-    result.notes.append("searched: " + "; ".join(loaded.searched))
-    stem = Path(out) if out else Path(Path(sweep).stem if sweep else f"figure4_{result.dataset}")
+    return loaded
+
+
+def output_paths(out: str | Path) -> tuple[Path, Path, Path]:
+    """``<out>.png``, ``<out>.csv`` and ``<out>.missing.txt`` (a ``.png`` or ``.csv`` suffix of ``out`` is dropped)."""
+    stem = Path(out)
     if stem.suffix in (".png", ".csv"):
         stem = stem.with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png, table, missing = (stem.parent / f"{stem.name}{suffix}" for suffix in (".png", ".csv", ".missing.txt"))
-    draw(result, png)
-    write_csv(result, table)
-    text = result.text()
+    return tuple(stem.parent / f"{stem.name}{suffix}" for suffix in (".png", ".csv", ".missing.txt"))
+
+
+def write_text(text: str, missing: Path, *written: Path) -> None:
     missing.write_text(text + "\n")
     print(text)
-    print(f"wrote {png}, {table}, {missing}")
-    if strict and not result.complete:
-        problems = len(result.missing) + (result.baseline is None)
-        raise SystemExit(f"--strict: {problems} planned point(s) or baseline missing; see {missing}")
-    return result
+    print("wrote " + ", ".join(str(path) for path in (*written, missing)))
 
 
 LIST_OPTIONS = ("--runs", "--wandb_dir")
 FLAG_OPTIONS = ("--strict",)
 
 
-def _shell_style(args: list[str]) -> list[str]:
+def shell_style(args: list[str]) -> list[str]:
     """``--runs A B C`` (e.g. a shell glob) -> ``--runs=["A", "B", "C"]`` and a bare ``--strict`` -> ``--strict=true``.
 
     jsonargparse itself wants ``--runs '[A, B]'`` (or ``--runs+ A``) and ``--strict true``.
@@ -111,7 +126,7 @@ def main(args: list[str] | None = None) -> None:
     from jsonargparse import CLI
 
     try:
-        CLI(report, args=_shell_style(sys.argv[1:] if args is None else list(args)), as_positional=False)
+        CLI(report, args=shell_style(sys.argv[1:] if args is None else list(args)), as_positional=False)
     except ReportError as error:
         raise SystemExit(f"wide-lightning-report: {error}") from None
 

@@ -50,6 +50,7 @@ class Run:
     width: int | None = None
     depth: int | None = None
     seed: int | None = None
+    parameterization: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     time: float = 0.0
 
@@ -95,6 +96,7 @@ def run_from_summary(summary: dict[str, Any], source: str, time: float = 0.0) ->
         dataset=summary.get("dataset"), target=summary.get("target"),
         probe_target=(summary.get("probe") or {}).get("target"), width=_int(summary.get("width")),
         depth=_int(summary.get("depth")), seed=_int(summary.get("seed")),
+        parameterization=summary.get("parameterization"),
         metrics={k: float(v) for k, v in metrics.items()}, time=started or time,
     )
 
@@ -114,7 +116,8 @@ def run_from_wandb_summary(summary: dict[str, Any], source: str, run_id: str | N
     return Run(
         source=source, run_id=run_id, kind=summary.get("kind"), status=status, model=summary.get("model"),
         dataset=summary.get("dataset"), target=summary.get("target"), width=_int(summary.get("width")),
-        depth=_int(summary.get("depth")), seed=_int(summary.get("seed")), metrics=metrics,
+        depth=_int(summary.get("depth")), seed=_int(summary.get("seed")),
+        parameterization=summary.get("parameterization"), metrics=metrics,
         time=time or float(summary.get("_timestamp") or 0.0),
     )
 

@@ -1,0 +1,74 @@
+"""The lazy-limit report (wide_lightning/report/lazy_limit.py): the exponent of known power laws, the planned
+grid of the shipped sweep, and every missing or failed run named."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.conftest import REPO
+from wide_lightning.report.lazy_limit import fit_exponent, planned_points, report_lazy_limit
+from wide_lightning.report.runs import ReportError
+
+
+def summary(parameterization: str, width: int, seed: int, movement: float, status: str = "finished") -> dict:
+    return {"kind": "fit", "status": status, "model": "MLPClassifier", "dataset": "MNIST", "target": "digit",
+            "width": width, "depth": 1, "seed": seed, "parameterization": parameterization,
+            "base": {"movement/relative": movement, "movement/relative_trained_head_span": 2 * movement,
+                     "movement/unchanged_patterns": 0.9, "movement/cka": 0.8, "test/acc": 0.97}}
+
+
+def write_runs(root, laws: dict[str, tuple[float, float]], widths, seeds=(0, 1)) -> None:
+    for p, (c, a) in laws.items():
+        for w in widths:
+            for s in seeds:
+                folder = root / p / f"w{w}_s{s}"
+                folder.mkdir(parents=True)
+                wobble = 1 + 0.01 * (s - 0.5)  # seeds differ by a factor constant in width: the exponent is exact
+                (folder / "summary.json").write_text(json.dumps(summary(p, w, s, c * w ** a * wobble)))
+
+
+def test_fit_exponent_of_a_power_law_and_its_uncertainty():
+    widths = [256, 1024, 4096, 16384]
+    slope, error = fit_exponent(widths, [3.0 * w ** -0.5 for w in widths])
+    assert slope == pytest.approx(-0.5) and error == pytest.approx(0.0, abs=1e-12)
+    noisy = [3.0 * w ** -0.5 * f for w, f in zip(widths, (1.1, 0.9, 1.1, 0.9))]
+    slope, error = fit_exponent(widths, noisy)
+    assert -0.6 < slope < -0.4 and 0 < error < 0.1
+    assert math.isnan(fit_exponent([64, 256], [1.0, 0.5])[1])  # two points: a slope, no spread
+    with pytest.raises(ValueError, match="two widths or more"):
+        fit_exponent([64], [1.0])
+
+
+def test_the_report_fits_each_parameterizations_exponent_and_names_what_is_missing(tmp_path, capsys):
+    widths = [64, 256, 1024, 4096]
+    write_runs(tmp_path / "runs", {"ntk": (2.0, -0.5), "mup": (1.5, 0.0)}, widths)
+    failed = tmp_path / "runs/ntk/w8192_s0"
+    failed.mkdir()
+    (failed / "summary.json").write_text(json.dumps(summary("ntk", 8192, 0, math.nan, status="diverged")))
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("parameters:\n  model.init_args.width: {values: [64, 256, 1024, 4096, 8192]}\n"
+                     "  model.init_args.parameterization: {values: [ntk, mup]}\n  seed_everything: {values: [0, 1]}\n")
+    result = report_lazy_limit(runs=[str(tmp_path / "runs")], sweep=str(sweep), out=str(tmp_path / "lazy"))
+    assert result.exponent("ntk")[0] == pytest.approx(-0.5) and result.exponent("mup")[0] == pytest.approx(0.0, abs=1e-9)
+    assert result.widths("ntk") == widths  # the width-64 point is shown, but below min_width it is not fitted
+    assert "diverged: ntk width=8192 seed=0" in "\n".join(result.missing)
+    assert "not run: mup width=8192 seed(s) [0, 1]" in result.missing
+    assert "not run: ntk width=8192 seed(s) [1]" in result.missing
+    printed = capsys.readouterr().out
+    assert "ntk: a = -0.500 +- 0.000 (theory -0.5)" in printed
+    rows = (tmp_path / "lazy.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 5 and rows[0].startswith("parameterization,depth,width,n_seeds")
+    assert (tmp_path / "lazy.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="--strict: 3 planned or failed run"):
+        report_lazy_limit(runs=[str(tmp_path / "runs")], sweep=str(sweep), out=str(tmp_path / "lazy"), strict=True)
+
+
+def test_the_shipped_sweep_plans_three_parameterizations_and_no_runs_is_one_sentence(tmp_path):
+    planned = planned_points(REPO / "sweeps/lazy_limit_mlp.yaml")
+    assert planned.parameterizations == ["standard", "ntk", "mup"] and planned.depths == [1, 2]
+    assert planned.widths[0] == 64 and planned.widths[-1] == 65536 and planned.seeds == [0, 1, 2]
+    with pytest.raises(ReportError, match="no runs found"):
+        report_lazy_limit(runs=[str(tmp_path)], out=str(tmp_path / "lazy"))

@@ -1,0 +1,271 @@
+"""The lazy-limit report: how far the features moved, and the accuracy reached, against width, per parameterization.
+
+    wide-lightning-report-lazy --runs runs/lazy_limit --sweep sweeps/lazy_limit_mlp.yaml --depth 1
+
+Each point is one ``fit`` with the ``FeatureMovement`` callback (``configs/lazy_limit/*.yaml``); the
+seeds are the replicates. For each parameterization the report fits ``movement ~ c * width^a`` by least
+squares on log-log axes over the widths ``>= min_width`` (theory: ``a = -1/2`` under ``ntk``, ``a = 0``
+under ``mup``) and gives the exponent's standard error. It writes ``<out>.png`` (relative movement of
+the whole hidden state and of its classifier-subspace projection, the share of unchanged ReLU
+patterns and CKA, and test accuracy, each against width), ``<out>.csv`` and ``<out>.missing.txt``
+(every planned point without a finished run, every failed run), as the Figure 4 report does.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wide_lightning.report.command import loaded_runs, output_paths, shell_style, write_text
+from wide_lightning.report.figure4 import mean_std
+from wide_lightning.report.grid import _grid_values
+from wide_lightning.report.runs import SEED_KEY, ReportError, Run
+
+MOVEMENT = "base/movement/relative"
+HEAD_SPAN = "base/movement/relative_trained_head_span"
+PATTERNS = "base/movement/unchanged_patterns"
+CKA = "base/movement/cka"
+ACCURACY = "base/test/acc"
+METRICS = (MOVEMENT, HEAD_SPAN, PATTERNS, CKA, ACCURACY)
+PREDICTED_EXPONENT = {"standard": None, "ntk": -0.5, "mup": 0.0}
+COLORS = {"standard": "tab:blue", "ntk": "tab:orange", "mup": "tab:green"}
+
+
+def fit_exponent(widths: list[float], values: list[float]) -> tuple[float, float]:
+    """Slope ``a`` of ``log(value) = a log(width) + b`` by least squares, and its standard error (NaN with 2 points)."""
+    pairs = [(math.log(w), math.log(v)) for w, v in zip(widths, values) if w > 0 and v > 0]
+    n = len(pairs)
+    if n < 2 or len({x for x, _ in pairs}) < 2:
+        raise ValueError(f"an exponent needs values at two widths or more, got {n}.")
+    mx, my = sum(x for x, _ in pairs) / n, sum(y for _, y in pairs) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pairs)
+    slope = sum((x - mx) * (y - my) for x, y in pairs) / sxx
+    if n == 2:
+        return slope, math.nan
+    residual = sum((y - my - slope * (x - mx)) ** 2 for x, y in pairs)
+    return slope, math.sqrt(residual / (n - 2) / sxx)
+
+
+@dataclass
+class Planned:
+    """The (parameterization, width, seed) points a sweep plans, at ``depth``."""
+
+    parameterizations: list[str]
+    widths: list[int]
+    seeds: list[int]
+    depths: list[int]
+
+
+def planned_points(sweep: str | os.PathLike) -> Planned:
+    """The grid of a lazy-limit sweep (``sweeps/lazy_limit_*.yaml``); values it fixes come from its ``value``."""
+    try:
+        config = yaml.safe_load(Path(sweep).read_text()) or {}
+    except OSError as error:
+        raise ReportError(f"cannot read the sweep {sweep}: {error}") from error
+    parameters = config.get("parameters") or {}
+    values = {key: _grid_values(key, spec, str(sweep)) for key, spec in parameters.items()}
+    if "model.init_args.width" not in values:
+        raise ReportError(f"{sweep}: a lazy-limit sweep varies model.init_args.width; it has {sorted(values)}.")
+    parameterizations = [str(v) for v in values.get("model.init_args.parameterization", [])]
+    for name in values.get("config", []):  # a config per parameterization (configs/lazy_limit/ntk.yaml)
+        path = Path(name) if Path(name).is_file() else Path(sweep).resolve().parent.parent / name
+        try:
+            chosen = ((yaml.safe_load(path.read_text()) or {}).get("model") or {}).get("init_args", {}).get("parameterization")
+        except OSError as error:
+            raise ReportError(f"{sweep}: cannot read its config {name}: {error}") from error
+        parameterizations.append(chosen or "standard")
+    return Planned(parameterizations=parameterizations or ["standard"],
+                   widths=sorted(int(v) for v in values["model.init_args.width"]),
+                   seeds=sorted(int(v) for v in values.get(SEED_KEY, [0])),
+                   depths=sorted(int(v) for v in values.get("model.init_args.depth", [1])))
+
+
+@dataclass
+class LazyLimit:
+    """Everything the figure, the CSV and the missing-runs list say, computed once."""
+
+    depth: int | None
+    points: dict[tuple[str, int], dict[int | None, Run]]  # (parameterization, width) -> seed -> run
+    min_width: int
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def parameterizations(self) -> list[str]:
+        order = list(PREDICTED_EXPONENT)
+        return sorted({p for p, _ in self.points}, key=lambda p: (order.index(p) if p in order else len(order), p))
+
+    def widths(self, parameterization: str) -> list[int]:
+        return sorted(w for p, w in self.points if p == parameterization and self.points[(p, w)])
+
+    def stats(self, parameterization: str, width: int, metric: str) -> tuple[float, float]:
+        runs = self.points.get((parameterization, width)) or {}
+        return mean_std([r.metrics[metric] for r in runs.values() if metric in r.metrics])
+
+    def exponent(self, parameterization: str, metric: str = MOVEMENT) -> tuple[float, float] | None:
+        """The fitted exponent over the widths ``>= min_width`` with a finite mean, or ``None`` with fewer than two."""
+        pairs = [(w, self.stats(parameterization, w, metric)[0]) for w in self.widths(parameterization)
+                 if w >= self.min_width]
+        pairs = [(w, m) for w, m in pairs if math.isfinite(m) and m > 0]
+        if len(pairs) < 2:
+            return None
+        return fit_exponent([w for w, _ in pairs], [m for _, m in pairs])
+
+    def text(self) -> str:
+        lines = [f"lazy limit, depth {self.depth}: relative movement ~ width^a over widths >= {self.min_width}"]
+        for p in self.parameterizations:
+            fitted = self.exponent(p)
+            predicted = PREDICTED_EXPONENT.get(p)
+            theory = f" (theory {predicted:+.1f})" if predicted is not None else ""
+            lines.append(f"  {p}: " + (f"a = {fitted[0]:+.3f} +- {fitted[1]:.3f}{theory}" if fitted else
+                                         "fewer than two widths: no exponent") + f"; widths {self.widths(p)}")
+        lines += [f"missing: {m}" for m in self.missing] or ["missing: none"]
+        return "\n".join(lines + self.notes)
+
+
+def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
+               planned: Planned | None = None) -> LazyLimit:
+    """Group the finished runs that measured movement into points; name every failed run and planned gap."""
+    if planned and depth is None and len(planned.depths) == 1:
+        depth = planned.depths[0]
+    measured = [r for r in runs if MOVEMENT in r.metrics or not r.finished]
+    depths = sorted({r.depth for r in measured if r.depth is not None})
+    if depth is None and len(depths) > 1:
+        raise ReportError(f"runs of depths {depths} were found; choose one with --depth.")
+    depth = depth if depth is not None else (depths[0] if depths else None)
+    result = LazyLimit(depth=depth, points={}, min_width=min_width)
+    failed: set[tuple[str, int, int | None]] = set()
+    for run in sorted(measured, key=lambda r: r.time):
+        if run.depth != depth or run.width is None:
+            continue
+        if not run.finished:
+            failed.add((run.parameterization or "standard", run.width, run.seed))
+            result.missing.append(f"{run.status or 'unfinished'}: {run.parameterization} width={run.width} "
+                                  f"seed={run.seed} ({run.source})" + (f": {run.error}" if run.error else ""))
+            continue
+        seeds = result.points.setdefault((run.parameterization or "standard", run.width), {})
+        if run.seed in seeds:
+            result.notes.append(f"duplicate: {run.describe('width')} replaces {seeds[run.seed].source}")
+        seeds[run.seed] = run  # the newest run of a point is kept
+    if planned:
+        for p in planned.parameterizations:
+            for w in planned.widths:
+                have = result.points.get((p, w)) or {}
+                lost = [s for s in planned.seeds if s not in have and (p, w, s) not in failed]
+                if lost:
+                    result.missing.append(f"not run: {p} width={w} seed(s) {lost}")
+                result.points.setdefault((p, w), have)
+    if not any(result.points.values()):
+        raise ReportError("no finished run with movement/relative (a fit with wide_lightning.movement.FeatureMovement) "
+                          f"at depth {depth}.")
+    return result
+
+
+CSV_COLUMNS = ["parameterization", "depth", "width", "n_seeds", "seeds"] + [
+    f"{m.split('/', 1)[1]}_{s}" for m in METRICS for s in ("mean", "std")] + ["exponent", "exponent_stderr"]
+
+
+def write_lazy_csv(result: LazyLimit, path: str | os.PathLike) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_COLUMNS)
+        writer.writeheader()
+        for p in result.parameterizations:
+            fitted = result.exponent(p) or (math.nan, math.nan)
+            for w in sorted(w for q, w in result.points if q == p):
+                runs = result.points[(p, w)]
+                row: dict[str, Any] = {"parameterization": p, "depth": result.depth, "width": w, "n_seeds": len(runs),
+                                       "seeds": " ".join(str(s) for s in sorted(runs, key=lambda s: s or 0)),
+                                       "exponent": fitted[0], "exponent_stderr": fitted[1]}
+                for m in METRICS:
+                    row[f"{m.split('/', 1)[1]}_mean"], row[f"{m.split('/', 1)[1]}_std"] = result.stats(p, w, m)
+                writer.writerow(row)
+    return Path(path)
+
+
+def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
+    """Three panels against width (log axis): relative movement (log-log, with the fitted exponent), the share of
+    unchanged ReLU patterns and CKA, test accuracy; mean and standard deviation over seeds."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13.0, 4.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    movement, patterns, accuracy = figure.subplots(1, 3)
+    for p in result.parameterizations:
+        widths, color = result.widths(p), COLORS.get(p, "tab:gray")
+
+        def curve(axes: Any, metric: str, **style: Any) -> None:
+            stats = [result.stats(p, w, metric) for w in widths]
+            kept = [(w, m, s) for w, (m, s) in zip(widths, stats) if math.isfinite(m)]
+            if kept:
+                axes.errorbar([w for w, _, _ in kept], [m for _, m, _ in kept],
+                              yerr=[0.0 if math.isnan(s) else s for _, _, s in kept], color=color, marker="o",
+                              markersize=3, capsize=3, **style)
+
+        fitted = result.exponent(p)
+        label = f"{p}: a = {fitted[0]:+.2f} ± {fitted[1]:.2f}" if fitted and math.isfinite(fitted[1]) else (
+            f"{p}: a = {fitted[0]:+.2f}" if fitted else p)
+        curve(movement, MOVEMENT, label=label + " (hidden state)")
+        curve(movement, HEAD_SPAN, linestyle="--", label=f"{p} (classifier subspace)")
+        curve(patterns, PATTERNS, label=f"{p}: unchanged ReLU patterns")
+        curve(patterns, CKA, linestyle="--", label=f"{p}: CKA(h0, hT)")
+        curve(accuracy, ACCURACY, label=p)
+    for axes in (movement, patterns, accuracy):
+        axes.set_xscale("log", base=2)
+        axes.set_xlabel("Width n")
+        axes.legend(fontsize="x-small")
+    movement.set_yscale("log")
+    movement.set_ylabel("mean ||h_T - h_0|| / ||h_0||")
+    patterns.set_ylabel("share / CKA")
+    accuracy.set_ylabel("Test accuracy")
+    movement.set_title(f"How far the features moved (depth {result.depth})")
+    patterns.set_title("Unchanged since initialization")
+    accuracy.set_title("Original task" + ("" if not result.missing else " (incomplete: see .missing.txt)"))
+    figure.savefig(path, dpi=150)
+    return Path(path)
+
+
+def report_lazy_limit(runs: list[str] | None = None, wandb_dir: list[str] | None = None,
+                      wandb_project: str | None = None, sweep_id: str | None = None, sweep: str | None = None,
+                      depth: int | None = None, min_width: int = 256, out: str = "lazy_limit",
+                      strict: bool = False) -> LazyLimit:
+    """Draw the lazy-limit figure from finished runs and list every missing or failed run.
+
+    Args:
+        runs: directories searched for ``summary*.json`` (default, with no other source: ``runs``).
+        wandb_dir: directories searched for W&B run directories' ``files/wandb-summary.json``.
+        wandb_project: ``entity/project`` on the W&B server (needs network and a login).
+        sweep_id: only the runs of this W&B sweep (with ``wandb_project``).
+        sweep: the sweep YAML that planned the runs (``sweeps/lazy_limit_mlp.yaml``): its grid is what is expected.
+        depth: the depth to report when runs of several are found.
+        min_width: the narrowest width in the exponent's fit (theory describes the wide end).
+        out: output path without suffix: ``<out>.png``, ``<out>.csv``, ``<out>.missing.txt``.
+        strict: exit non-zero if any planned run is missing or failed.
+    """
+    loaded = loaded_runs(runs, wandb_dir, wandb_project, sweep_id)
+    result = lazy_limit(loaded.runs, depth, min_width, planned_points(sweep) if sweep else None)
+    result.notes += [f"unreadable: {path}: {why}" for path, why in loaded.unreadable]
+    png, table, missing = output_paths(out)
+    draw_lazy_limit(result, png)
+    write_lazy_csv(result, table)
+    write_text(result.text(), missing, png, table)
+    if strict and result.missing:
+        raise SystemExit(f"--strict: {len(result.missing)} planned or failed run(s); see {missing}")
+    return result
+
+
+def main(args: list[str] | None = None) -> None:
+    from jsonargparse import CLI
+
+    try:
+        CLI(report_lazy_limit, args=shell_style(sys.argv[1:] if args is None else list(args)),
+            as_positional=False)
+    except ReportError as error:
+        raise SystemExit(f"wide-lightning-report-lazy: {error}") from None
