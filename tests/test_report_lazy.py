@@ -72,3 +72,31 @@ def test_the_shipped_sweep_plans_three_parameterizations_and_no_runs_is_one_sent
     assert planned.widths[0] == 64 and planned.widths[-1] == 65536 and planned.seeds == [0, 1, 2]
     with pytest.raises(ReportError, match="no runs found"):
         report_lazy_limit(runs=[str(tmp_path)], out=str(tmp_path / "lazy"))
+
+
+def write_atlas(folder, judge: float, network: float, space: str = "hidden") -> None:
+    import numpy as np
+
+    folder.mkdir()
+    (folder / "settings.txt").write_text(f"grid_size: 15\nspace: {space}\n")
+    np.savez_compressed(folder / "atlas.npz", metric_names=np.array(["icons/judge_agreement", "icons/network_agreement"]),
+                        metric_values=np.array([judge, network]))
+
+
+def test_the_atlases_beside_a_run_give_its_recognizability_by_kind(tmp_path, capsys):
+    write_runs(tmp_path / "runs", {"ntk": (2.0, -0.5)}, [256, 1024], seeds=(0,))
+    run = tmp_path / "runs/ntk/w1024_s0"
+    write_atlas(run / "atlas", 0.40, 0.90)
+    write_atlas(run / "atlas-v1", 0.85, 1.00, space="classifier_subspace")
+    write_atlas(run / "atlas_untrained", 0.30, 0.20)
+    write_atlas(run / "atlas_raw_input", 0.99, 0.99)  # another control: not one of the three
+    (run / "atlas_unfinished").mkdir()  # no atlas.npz: a render that did not finish
+    result = report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy"))
+    assert result.stats("ntk", 1024, "atlas/hidden/judge")[0] == pytest.approx(0.40)
+    assert result.stats("ntk", 1024, "atlas/classifier_subspace/judge")[0] == pytest.approx(0.85)
+    assert result.stats("ntk", 1024, "atlas/untrained/network")[0] == pytest.approx(0.20)
+    assert math.isnan(result.stats("ntk", 256, "atlas/hidden/judge")[0])  # no atlas at that width
+    assert "ntk width 1024: icons the judge names, hidden 40.0%, classifier subspace 85.0%, untrained 30.0%" in \
+        capsys.readouterr().out
+    header, *rows = (tmp_path / "lazy.csv").read_text().splitlines()
+    assert "atlas/classifier_subspace/judge_mean" in header.split(",")

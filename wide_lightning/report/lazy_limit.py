@@ -5,9 +5,13 @@
 Each point is one ``fit`` with the ``FeatureMovement`` callback (``configs/lazy_limit/*.yaml``); the
 seeds are the replicates. For each parameterization the report fits ``movement ~ c * width^a`` by least
 squares on log-log axes over the widths ``>= min_width`` (theory: ``a = -1/2`` under ``ntk``, ``a = 0``
-under ``mup``) and gives the exponent's standard error. It writes ``<out>.png`` (relative movement of
-the whole hidden state and of its classifier-subspace projection, the share of unchanged ReLU
-patterns and CKA, and test accuracy, each against width), ``<out>.csv`` and ``<out>.missing.txt``
+under ``mup``) and gives the exponent's standard error. The atlases found beside a run's
+``summary.json`` (``wide-lightning-atlas --checkpoint <run>/checkpoints/last.ckpt``, with
+``--space classifier_subspace`` and ``--control untrained``) give how recognizable its icons are.
+It writes ``<out>.png`` (relative movement of the whole hidden state and of its
+classifier-subspace projection; the share of unchanged ReLU patterns and CKA; the share of icons
+the judge names as their cell's class, for the hidden state, the classifier subspace and the
+untrained floor; test accuracy; each against width), ``<out>.csv`` and ``<out>.missing.txt``
 (every planned point without a finished run, every failed run), as the Figure 4 report does.
 """
 
@@ -28,6 +32,11 @@ from wide_lightning.report.figure4 import mean_std
 from wide_lightning.report.grid import _grid_values
 from wide_lightning.report.runs import SEED_KEY, ReportError, Run
 
+#: The atlases of a run, read from the folders beside its ``summary.json`` (``wide-lightning-atlas`` and the
+#: end-of-training callback write them there): the hidden state, its classifier-subspace projection and the
+#: untrained network of the same width (``--control untrained``), the floor.
+ATLAS_KINDS = ("hidden", "classifier_subspace", "untrained")
+ATLAS_MEASURES = {"judge": "icons/judge_agreement", "network": "icons/network_agreement"}
 MOVEMENT = "base/movement/relative"
 HEAD_SPAN = "base/movement/relative_trained_head_span"
 PATTERNS = "base/movement/unchanged_patterns"
@@ -126,6 +135,12 @@ class LazyLimit:
             theory = f" (theory {predicted:+.1f})" if predicted is not None else ""
             lines.append(f"  {p}: " + (f"a = {fitted[0]:+.3f} +- {fitted[1]:.3f}{theory}" if fitted else
                                          "fewer than two widths: no exponent") + f"; widths {self.widths(p)}")
+        for p in self.parameterizations:
+            for w in self.widths(p):
+                judged = {kind: self.stats(p, w, f"atlas/{kind}/judge")[0] for kind in ATLAS_KINDS}
+                if any(math.isfinite(v) for v in judged.values()):
+                    lines.append(f"  {p} width {w}: icons the judge names, " + ", ".join(
+                        f"{kind.replace('_', ' ')} {v:.1%}" for kind, v in judged.items() if math.isfinite(v)))
         lines += [f"missing: {m}" for m in self.missing] or ["missing: none"]
         return "\n".join(lines + self.notes)
 
@@ -150,6 +165,8 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
             result.missing.append(f"{run.status or 'unfinished'}: {run.parameterization} width={run.width} "
                                   f"seed={run.seed} ({run.source})" + (f": {run.error}" if run.error else ""))
             continue
+        if Path(run.source).name == "summary.json":  # a run's own folder: its atlases are the folders beside it
+            run.metrics.update(atlas_metrics(run.source))
         seeds = result.points.setdefault((run.parameterization or "standard", run.width), {})
         if run.seed in seeds:
             result.notes.append(f"duplicate: {run.describe('width')} replaces {seeds[run.seed].source}")
@@ -168,8 +185,44 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
     return result
 
 
+def atlas_kind(directory: Path) -> str | None:
+    """``hidden``, ``classifier_subspace`` or ``untrained`` for an atlas folder (its ``settings.txt`` says the space),
+    ``None`` for another control or a folder without a finished atlas."""
+    if not (directory / "atlas.npz").is_file():
+        return None
+    if directory.name.startswith("atlas_"):  # atlas_untrained, atlas_raw_input, atlas_<layer>
+        return "untrained" if directory.name.split("-v")[0] == "atlas_untrained" else None
+    settings = (directory / "settings.txt").read_text() if (directory / "settings.txt").is_file() else ""
+    return "classifier_subspace" if "space: classifier_subspace" in settings else "hidden"
+
+
+def atlas_metrics(summary: str | os.PathLike) -> dict[str, float]:
+    """``atlas/<kind>/<judge|network>`` from the atlases beside a run's ``summary.json``; the newest of a kind wins."""
+    import numpy as np
+
+    found: dict[str, float] = {}
+    folders = sorted(Path(summary).parent.glob("atlas*"), key=lambda d: (d / "atlas.npz").stat().st_mtime
+                     if (d / "atlas.npz").is_file() else 0.0)
+    for directory in folders:
+        kind = atlas_kind(directory)
+        if kind is None:
+            continue
+        with np.load(directory / "atlas.npz") as arrays:
+            metrics = dict(zip(arrays["metric_names"].tolist(), arrays["metric_values"].tolist()))
+        for short, name in ATLAS_MEASURES.items():
+            if name in metrics:
+                found[f"atlas/{kind}/{short}"] = float(metrics[name])
+    return found
+
+
+def column(metric: str) -> str:
+    """The CSV column of a metric: ``base/movement/cka`` -> ``movement/cka``, ``atlas/hidden/judge`` -> itself."""
+    return metric.split("/", 1)[1] if metric.startswith("base/") else metric
+
+
+ATLAS_METRICS = tuple(f"atlas/{kind}/{short}" for kind in ATLAS_KINDS for short in ATLAS_MEASURES)
 CSV_COLUMNS = ["parameterization", "depth", "width", "n_seeds", "seeds"] + [
-    f"{m.split('/', 1)[1]}_{s}" for m in METRICS for s in ("mean", "std")] + ["exponent", "exponent_stderr"]
+    f"{column(m)}_{s}" for m in METRICS + ATLAS_METRICS for s in ("mean", "std")] + ["exponent", "exponent_stderr"]
 
 
 def write_lazy_csv(result: LazyLimit, path: str | os.PathLike) -> Path:
@@ -183,21 +236,22 @@ def write_lazy_csv(result: LazyLimit, path: str | os.PathLike) -> Path:
                 row: dict[str, Any] = {"parameterization": p, "depth": result.depth, "width": w, "n_seeds": len(runs),
                                        "seeds": " ".join(str(s) for s in sorted(runs, key=lambda s: s or 0)),
                                        "exponent": fitted[0], "exponent_stderr": fitted[1]}
-                for m in METRICS:
-                    row[f"{m.split('/', 1)[1]}_mean"], row[f"{m.split('/', 1)[1]}_std"] = result.stats(p, w, m)
+                for m in METRICS + ATLAS_METRICS:
+                    row[f"{column(m)}_mean"], row[f"{column(m)}_std"] = result.stats(p, w, m)
                 writer.writerow(row)
     return Path(path)
 
 
 def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
-    """Three panels against width (log axis): relative movement (log-log, with the fitted exponent), the share of
-    unchanged ReLU patterns and CKA, test accuracy; mean and standard deviation over seeds."""
+    """Four panels against width (log axis): relative movement (log-log, with the fitted exponent), the share of
+    unchanged ReLU patterns and CKA, the atlases' recognizability (hidden state, classifier subspace, untrained
+    floor), test accuracy; mean and standard deviation over seeds."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(13.0, 4.0), layout="constrained")
+    figure = Figure(figsize=(17.0, 4.0), layout="constrained")
     FigureCanvasAgg(figure)
-    movement, patterns, accuracy = figure.subplots(1, 3)
+    movement, patterns, atlases, accuracy = figure.subplots(1, 4)
     for p in result.parameterizations:
         widths, color = result.widths(p), COLORS.get(p, "tab:gray")
 
@@ -216,8 +270,11 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
         curve(movement, HEAD_SPAN, linestyle="--", label=f"{p} (classifier subspace)")
         curve(patterns, PATTERNS, label=f"{p}: unchanged ReLU patterns")
         curve(patterns, CKA, linestyle="--", label=f"{p}: CKA(h0, hT)")
+        curve(atlases, "atlas/hidden/judge", label=f"{p}: hidden state")
+        curve(atlases, "atlas/classifier_subspace/judge", linestyle="--", label=f"{p}: classifier subspace")
+        curve(atlases, "atlas/untrained/judge", linestyle=":", label=f"{p}: untrained (floor)")
         curve(accuracy, ACCURACY, label=p)
-    for axes in (movement, patterns, accuracy):
+    for axes in (movement, patterns, atlases, accuracy):
         axes.set_xscale("log", base=2)
         axes.set_xlabel("Width n")
         axes.legend(fontsize="x-small")
@@ -227,6 +284,8 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     accuracy.set_ylabel("Test accuracy")
     movement.set_title(f"How far the features moved (depth {result.depth})")
     patterns.set_title("Unchanged since initialization")
+    atlases.set_ylabel("icons the judge names as their cell's class")
+    atlases.set_title("Atlas recognizability")
     accuracy.set_title("Original task" + ("" if not result.missing else " (incomplete: see .missing.txt)"))
     figure.savefig(path, dpi=150)
     return Path(path)
