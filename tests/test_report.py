@@ -11,7 +11,17 @@ import matplotlib.image
 import pytest
 
 from tests.conftest import REPO
-from wide_lightning.report import ReportError, expected_grid, figure4, load_runs, main, mean_std, report
+from wide_lightning.report import (
+    ReportError,
+    expected_grid,
+    figure4,
+    load_runs,
+    main,
+    mean_std,
+    report,
+    run_from_summary,
+    run_from_wandb_summary,
+)
 
 FIGURE4_LEFT = str(REPO / "sweeps/figure4_left.yaml")
 
@@ -117,7 +127,7 @@ def test_missing_points_of_the_sweep_are_listed(runs_dir, tmp_path):
     assert "depth=1: 3 of 5 seed(s), missing seed(s) 3, 4" in result.fewer_seeds
     assert "depth=3: no finished run at all" in result.fewer_seeds
     text = (tmp_path / "left.missing.txt").read_text()
-    assert "MISSING (x, seed) points (94):" in text and "  depth=17 seed=2" in text and "INCOMPLETE" in text
+    assert "MISSING (x, seed) points and unreadable runs (94):" in text and "  depth=17 seed=2" in text and "INCOMPLETE" in text
     assert "sweeps/figure4_left.yaml: 20 depth value(s) x 5 seed(s) = 100 point(s)" in text
     rows = read_csv(tmp_path / "left.csv")
     assert len(rows) == 20 and rows[2]["n_seeds"] == "0" and math.isnan(float(rows[2]["probe_mean"]))
@@ -280,3 +290,85 @@ def test_the_report_says_where_the_probe_curve_meets_the_raw_input_line(tmp_path
 def test_a_probe_curve_above_the_line_everywhere_is_said_so(runs_dir, tmp_path, capsys):
     report(runs=[str(runs_dir)], out=str(tmp_path / "fig"))
     assert "does not meet the raw-input line: above it at every width" in capsys.readouterr().out
+
+
+def test_an_unreadable_summary_counts_as_missing_and_fails_strict(runs_dir, tmp_path, capsys):
+    truncated = runs_dir / "cut_short" / "summary.json"
+    truncated.parent.mkdir()
+    truncated.write_text('{"kind": "transfer", "status": "finished", "model": "MLPCl')  # a copy that stopped
+    result = report(runs=[str(runs_dir)], out=str(tmp_path / "fig"))
+    [line] = [m for m in result.missing if str(truncated) in m]
+    assert line.startswith(f"unreadable: {truncated}: Unterminated string") and not result.complete
+    assert result.points[0].stats("probe/test/acc_best")[0] == pytest.approx(0.9)  # what could be read is drawn
+    text = (tmp_path / "fig.missing.txt").read_text()
+    assert text.count(str(truncated)) == 1 and "MISSING (x, seed) points and unreadable runs (1):" in text
+    assert "INCOMPLETE" in text and "complete: nothing missing" not in text
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="--strict: 1 planned point"):
+        main(["--runs", str(runs_dir), "--out", str(tmp_path / "fig"), "--strict", "true"])
+
+
+def test_only_unreadable_summaries_say_no_runs_found_and_name_them(tmp_path):
+    truncated = tmp_path / "runs" / "a" / "summary.json"
+    truncated.parent.mkdir(parents=True)
+    truncated.write_text("{")
+    with pytest.raises(SystemExit, match=f"no runs found(.|\n)*unreadable: {truncated}: Expecting property name"):
+        main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")])
+
+
+def test_runs_of_one_point_that_trained_longer_are_not_averaged(runs_dir, tmp_path, capsys):
+    longer = write_summary(runs_dir, depth=1, seed=2, base=0.7, probe=1.0, max_epochs=20)  # replaces its 10-epoch run
+    result = report(runs=[str(runs_dir)], out=str(tmp_path / "fig"))
+    assert result.differing == [f"depth=1: runs differ in max_epochs: seeds 0, 1 have max_epochs=10; seed 2 has "
+                                f"max_epochs=20 ({longer}); averaged only seeds 0, 1 (the most seeds), the others are missing"]
+    point = result.points[0]
+    assert point.seeds == [0, 1] and point.stats("probe/test/acc_best")[0] == pytest.approx(0.85)
+    assert result.missing == ["depth=1 seed=2"] and result.fewer_seeds == ["depth=1: 2 of 3 seed(s), missing seed(s) 2"]
+    assert result.points[1].seeds == [0, 1, 2] and not result.complete
+    assert "DIFFERING SETTINGS within a point" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--strict: 1 planned point"):
+        main(["--runs", str(runs_dir), "--out", str(tmp_path / "fig"), "--strict"])
+
+
+def test_on_a_tie_the_newest_setting_is_kept_and_every_differing_setting_is_named(tmp_path):
+    root = tmp_path / "runs"
+    write_summary(root, depth=1, seed=0, probe=0.6, lr=0.01, started="20260101_000000")
+    newer = write_summary(root, depth=1, seed=1, probe=0.9, lr=0.1, target="digit", started="20260102_000000")
+    write_summary(root, depth=2, seed=0, parameterization="mup")  # each point compares its own runs
+    write_summary(root, depth=2, seed=1, parameterization="mup")
+    write_summary(root, depth=None, seed=0, probe=None, kind="fit", model="RawInputLinear", target="digit",
+                  run_id="raw0", test_acc_best=0.4, started="20260101_000000")
+    write_summary(root, depth=None, seed=1, probe=None, kind="fit", model="RawInputLinear", target="digit",
+                  run_id="raw1", test_acc_best=0.6, started="20260102_000000", max_epochs=3)
+    result = figure4(load_runs(runs=[str(root)]).runs)
+    older = root / "d1s0t20260101000000" / "summary.json"
+    assert result.differing[0] == (f"depth=1: runs differ in lr, target: seed 0 has lr=0.01, target=shift ({older}); "
+                                   f"seed 1 has lr=0.1, target=digit; averaged only seed 1 (the newest run), "
+                                   f"the others are missing")
+    assert result.points[0].runs == {1: result.points[0].runs[1]} and result.points[0].runs[1].source == str(newer)
+    assert result.points[1].seeds == [0, 1]  # both mup: nothing differs
+    assert result.differing[1].startswith("baseline: runs differ in max_epochs: seed 0 has max_epochs=10 (")
+    assert result.baseline.mean == pytest.approx(0.6) and "baseline seed=0" in result.missing
+    assert result.missing == ["depth=1 seed=0", "baseline seed=0"]
+
+
+def test_a_setting_one_source_does_not_record_is_not_compared():
+    summary = {"kind": "transfer", "status": "finished", "model": "ConvClassifier", "dataset": "CIFAR100Coarse",
+               "target": "coarse", "width": 500, "depth": None, "parameters": 123, "lr": 0.01, "seed": 0,
+               "max_epochs": 100, "config": ["configs/cifar100_coarse/transfer_conv.yaml"],
+               "base": {"test/acc": 0.6}, "probe": {"target": "fine", "lr": 0.01, "max_epochs": 100, "test/acc_best": 0.7},
+               "weights": {"probe": {"reads": "last", "checkpoint": "x.ckpt"}}}
+    local = run_from_summary(summary, "summary.json")
+    assert local.settings == {"target": "coarse", "lr": 0.01, "max_epochs": 100, "parameters": 123,
+                              "config": ("configs/cifar100_coarse/transfer_conv.yaml",), "probe/target": "fine",
+                              "probe/lr": 0.01, "probe/max_epochs": 100, "probe/backbone": "last"}
+    # W&B's flat summary: the record's scalars and the sections' numbers, no config files, no probe target
+    flat = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))} | {
+        "seed": 1, "base/test/acc": 0.5, "probe/test/acc_best": 0.8, "probe/lr": 0.01, "probe/max_epochs": 100}
+    from_wandb = run_from_wandb_summary(flat, "wandb:me/project/abc", "abc")
+    assert set(from_wandb.settings) == {"target", "lr", "max_epochs", "parameters", "probe/lr", "probe/max_epochs"}
+    result = figure4([local, from_wandb])
+    assert result.points[0].seeds == [0, 1] and not result.differing
+    shorter = run_from_wandb_summary(flat | {"probe/max_epochs": 50}, "wandb:me/project/abc", "abc")
+    result = figure4([local, shorter])
+    assert len(result.points[0].runs) == 1 and "runs differ in probe/max_epochs" in result.differing[0]

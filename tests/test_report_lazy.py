@@ -100,3 +100,13 @@ def test_the_atlases_beside_a_run_give_its_recognizability_by_kind(tmp_path, cap
         capsys.readouterr().out
     header, *rows = (tmp_path / "lazy.csv").read_text().splitlines()
     assert "atlas/classifier_subspace/judge_mean" in header.split(",")
+
+
+def test_an_unreadable_summary_is_missing_and_fails_strict(tmp_path):
+    write_runs(tmp_path / "runs", {"ntk": (2.0, -0.5)}, [256, 1024])
+    (tmp_path / "runs/ntk/w1024_s1/summary.json").write_text('{"kind": "fit", "sta')  # cut off mid-write
+    result = report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy"))
+    assert any(m.startswith("unreadable: ") and "w1024_s1" in m for m in result.missing)
+    assert sorted(result.points[("ntk", 1024)]) == [0]  # the readable seed only
+    with pytest.raises(SystemExit, match="--strict: 1 planned or failed run"):
+        report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy"), strict=True)

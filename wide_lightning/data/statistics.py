@@ -14,8 +14,13 @@ reads (``ImageDataModule.normalize``, the atlas):
 
 They are computed once, when the training split is first read, and kept in
 ``<dataset folder>/wide_lightning_stats.json``: one entry per key ``"<dataset> train <C>x<H>x<W>
-<fingerprint>"``, where the fingerprint hashes the training files' names and sizes, so that changed
-files are measured again. An unwritable folder only costs recomputing them on the next run.
+sha256:<fingerprint>"``, where the fingerprint hashes the training files' names and contents, so that
+changed files are measured again, even a file replaced by another of the same size (or with its old
+modification time, as ``cp -p``, ``rsync -a`` and ``tar`` keep it). Hashing reads every training
+file once per run (MNIST's 47 MB: about 60 ms with a warm page cache, which the run's own reading of
+the split warms anyway); it is far cheaper than decoding the images again. Entries written before
+(keyed by names and sizes, without ``sha256:``) never match and are measured again.
+An unwritable folder only costs recomputing them on the next run.
 A subclass that sets ``mean``, ``std`` and ``pad_value`` as class attributes computes nothing.
 """
 
@@ -76,12 +81,35 @@ def pixel_statistics(images: torch.Tensor, chunk: int = 2048) -> PixelStatistics
                            border / (n * channels * int(ring.sum())) / 255, n)
 
 
+#: Bytes read at a time while hashing a file: memory stays bounded for files of any size.
+HASH_CHUNK = 1 << 20
+#: Marks keys of content fingerprints: no key of the earlier fingerprint (names and sizes only) has it.
+FINGERPRINT_KIND = "sha256"
+
+
+def file_sha256(path: Path, buffer: bytearray) -> str:
+    """The SHA-256 of ``path``'s contents, read through ``buffer`` (one for all files: thousands of small images
+    would otherwise each allocate one)."""
+    digest = hashlib.sha256()
+    view = memoryview(buffer)
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            while read := handle.readinto(buffer):
+                digest.update(view[:read])
+    except OSError as error:
+        raise DatasetFileError(f"{path}: cannot be read to check its cached statistics ({error}).") from error
+    return digest.hexdigest()
+
+
 def fingerprint(root: Path, paths: Iterable[Path]) -> str:
-    """A hash of the files' paths (relative to ``root``) and sizes: changes when the training files do."""
-    digest = hashlib.sha1()
+    """A hash of the files' paths (relative to ``root``) and contents: changes when any training file does,
+    also when a file is replaced by another of the same size. A missing file counts as missing, not as an error:
+    reading the split says what is missing."""
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_CHUNK)
     for path in sorted(paths):
-        size = path.stat().st_size if path.is_file() else -1
-        digest.update(f"{path.relative_to(root).as_posix()}\0{size}\n".encode())
+        content = file_sha256(path, buffer) if path.is_file() else "missing"
+        digest.update(f"{path.relative_to(root).as_posix()}\0{content}\n".encode())
     return digest.hexdigest()
 
 
@@ -131,7 +159,7 @@ class TrainingStatistics:
         if "_pixel_statistics" not in self.__dict__:
             directory, name, files = self.statistics_source()
             shape = "x".join(str(d) for d in self.input_shape)
-            key = f"{name} train {shape} {fingerprint(directory, files)[:16]}"
+            key = f"{name} train {shape} {FINGERPRINT_KIND}:{fingerprint(directory, files)[:16]}"
             self.__dict__["_pixel_statistics"] = cached_statistics(
                 directory, key, lambda: pixel_statistics(images if images is not None else self.read_split("train")[0]))
         return self.__dict__["_pixel_statistics"]

@@ -1,10 +1,29 @@
-"""Grouping runs into Figure 4's points: statistics over seeds, the baseline, and every problem found."""
+"""Grouping runs into Figure 4's points: statistics over seeds, the baseline, and every problem found.
+
+A point is an x (a depth or a width); its runs are its seeds, the replicates, and only runs that
+agree on every other setting that changes the result are averaged. The report never averages what
+differs, nor hides what it could not read:
+
+* An unreadable record (a truncated ``summary.json``, a W&B run folder without its summary) may be any
+  point: it is listed with the missing points, so the figure is incomplete and ``--strict`` fails.
+* Duplicates: of several runs of one (x, seed), the newest is kept (a rerun replaces its run).
+* Differing settings: the runs of one point (and the baseline's runs) are compared on every
+  ``RESULT_SETTINGS`` entry they all record (``runs.py``: the target and the probe's target, the
+  parameterization, the learning rate, ``max_epochs``, the parameter count, the config files'
+  names, the probe's learning rate, epochs and backbone), and on the network's other dimension (the
+  width at a depth, the depth at a width). If they differ, the point keeps the runs of the setting most of its
+  seeds share (on a tie, the setting of its newest run); the others are not averaged. The point is
+  listed under DIFFERING SETTINGS, naming each differing setting and the values with their seeds and
+  files, and the seeds set aside are listed as missing, so the figure is incomplete and ``--strict``
+  fails. A setting that some run of the point does not record (a W&B summary has no config files)
+  is not compared; the batch size and data arguments given on the command line are in no record.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 from wide_lightning.report.grid import Grid
 from wide_lightning.report.runs import (
@@ -12,11 +31,23 @@ from wide_lightning.report.runs import (
     BASELINE_METRIC,
     BASELINE_MODEL,
     PROBE_METRIC,
+    UNREADABLE,
     ReportError,
     Run,
 )
 
 # -- grouping, statistics, problems -------------------------------------------------------------------
+
+
+def seed_order(seed: int | None) -> tuple[bool, int]:
+    """Seeds in ascending order, an unknown seed (``None``) last."""
+    return seed is None, seed or 0
+
+
+def seeds_text(seeds: Iterable[int | None]) -> str:
+    """``seed 3`` or ``seeds 0, 1, 2``."""
+    ordered = sorted(seeds, key=seed_order)
+    return ("seed " if len(ordered) == 1 else "seeds ") + ", ".join(map(str, ordered))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -49,7 +80,7 @@ class Point:
 
     @property
     def seeds(self) -> list[int | None]:
-        return sorted(self.runs, key=lambda s: (s is None, s or 0))
+        return sorted(self.runs, key=seed_order)
 
     def stats(self, metric: str) -> tuple[float, float]:
         return mean_std([self.runs[s].metrics[metric] for s in self.seeds])
@@ -81,6 +112,7 @@ class Figure4:
     failed: list[str] = field(default_factory=list)
     fewer_seeds: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)
     outside_grid: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -122,8 +154,8 @@ class Figure4:
 
     @property
     def complete(self) -> bool:
-        """Nothing planned is missing: every point has every seed, and the baseline exists."""
-        return not (self.missing or self.fewer_seeds or self.baseline is None)
+        """Nothing planned is missing or unreadable, every point has every seed in one setting, and the baseline exists."""
+        return not (self.missing or self.fewer_seeds or self.differing or self.baseline is None)
 
     def text(self) -> str:
         grid = (f"{self.grid.source}: {len(self.grid.values)} {self.x} value(s) x "
@@ -142,9 +174,14 @@ class Figure4:
         crossing = self.crossing_line()
         if crossing:
             lines.append(crossing)
-        for title, items in (("MISSING (x, seed) points", self.missing), ("FAILED OR UNFINISHED runs (not averaged)", self.failed),
+        # the command adds every unreadable record to the notes; those listed as missing are said once
+        notes = [note for note in self.notes if note not in self.missing]
+        for title, items in (("MISSING (x, seed) points and unreadable runs", self.missing),
+                             ("FAILED OR UNFINISHED runs (not averaged)", self.failed),
                              ("FEWER SEEDS than planned", self.fewer_seeds), ("DUPLICATES (the newest kept)", self.duplicates),
-                             ("OUTSIDE THE SWEEP GRID (not averaged)", self.outside_grid), ("NOTES", self.notes)):
+                             ("DIFFERING SETTINGS within a point (one setting averaged, the others missing)",
+                              self.differing),
+                             ("OUTSIDE THE SWEEP GRID (not averaged)", self.outside_grid), ("NOTES", notes)):
             if items:
                 lines.append(f"{title} ({len(items)}):")
                 lines.extend(f"  {item}" for item in items)
@@ -169,16 +206,55 @@ def _keep_newest(runs: list[Run], key, describe, duplicates: list[str]) -> dict[
     return kept
 
 
+def unreadable_line(run: Run) -> str:
+    """How a missing-runs list names an unreadable record (as the command's notes do: said once, ``Figure4.text``)."""
+    return f"unreadable: {run.source}: {run.error}"
+
+
+def _compared_settings(run: Run, x: str | None) -> dict[str, Any]:
+    """What the runs of one point must agree on: the recorded settings, and the network's dimension that is not
+    the x axis (the width at a depth, the depth at a width; both for the baseline, which has no x)."""
+    dimensions = {"width": run.width, "depth": run.depth}
+    dimensions.pop(x, None)
+    return {**run.settings, **dimensions}
+
+
+def _one_setting(runs: dict[Any, Run], label: str, x: str | None, result: Figure4) -> tuple[dict[Any, Run], list[Any]]:
+    """The runs (by seed) of one point that share one setting, and the seeds set aside (module doc: the setting
+    most seeds share, on a tie the newest run's); a point whose runs differ is described in ``result.differing``."""
+    settings = {seed: _compared_settings(run, x) for seed, run in runs.items()}
+    recorded_by_all = set.intersection(*(set(s) for s in settings.values())) if settings else set()
+    differ = sorted(name for name in recorded_by_all if len({s[name] for s in settings.values()}) > 1)
+    if not differ:
+        return runs, []
+    groups: dict[tuple, dict[Any, Run]] = {}
+    for seed, run in runs.items():
+        groups.setdefault(tuple(settings[seed][name] for name in differ), {})[seed] = run
+    kept = max(groups.values(), key=lambda group: (len(group), max(run.time for run in group.values())))
+    tie = sum(len(group) == len(kept) for group in groups.values()) > 1
+    described = "; ".join(
+        f"{seeds_text(group)} {'has' if len(group) == 1 else 'have'} "
+        + ", ".join(f"{name}={value}" for name, value in zip(differ, values))
+        + ("" if group is kept else f" ({', '.join(run.source for run in group.values())})")
+        for values, group in groups.items())
+    result.differing.append(f"{label}: runs differ in {', '.join(differ)}: {described}; averaged only "
+                            f"{seeds_text(kept)} ({'the newest run' if tie else 'the most seeds'}), the others are missing")
+    return kept, [seed for seed in runs if seed not in kept]
+
+
 def figure4(runs: list[Run], x: Literal["auto", "depth", "width"] = "auto", dataset: str | None = None,
             model: str | None = None, grid: Grid | None = None) -> Figure4:
     """Group the transfer runs by ``x`` (seeds are replicates) and list everything missing, failed or duplicated."""
     dataset = dataset or (grid.dataset if grid else None)
     model = model or (grid.model if grid else None)
+    unreadable = [r for r in runs if r.status == UNREADABLE]
+    runs = [r for r in runs if r.status != UNREADABLE]
     transfers = [r for r in runs if r.kind == "transfer" and r.model != BASELINE_MODEL]
     if not transfers:
         kinds = sorted({f"{r.kind} {r.model} {r.dataset}" for r in runs})
+        unread = f"; {len(unreadable)} record(s) could not be read: {', '.join(r.source for r in unreadable)}" if unreadable else ""
         raise ReportError(f"none of the {len(runs)} run(s) read is a transfer run (kind 'transfer', a fit with a probe); "
-                          f"found: {', '.join(kinds) or 'nothing'}.")
+                          f"found: {', '.join(kinds) or 'nothing'}{unread}.")
     found = sorted({f"{r.model} on {r.dataset}" for r in transfers})
     dataset = _choose("dataset", dataset, {r.dataset for r in transfers}, "--dataset")
     transfers = [r for r in transfers if r.dataset == dataset]
@@ -210,28 +286,34 @@ def figure4(runs: list[Run], x: Literal["auto", "depth", "width"] = "auto", data
         else:
             usable.append(run)
     kept = _keep_newest(usable, lambda r: (r.value(x), r.seed), lambda r: f"{x}={r.value(x)} seed={r.seed}", result.duplicates)
-    for run, why in failed:
-        other = kept.get((run.value(x), run.seed))
-        result.failed.append(f"{run.describe(x)}: {why}" + (f" (the point uses {other.source})" if other else ""))
 
     values = grid.values if grid is not None else sorted({r.value(x) for r in transfers if r.value(x) is not None})
     seeds = (grid.seeds if grid is not None else sorted({r.seed for r in transfers if r.seed is not None})) or None
     for value in values:
-        point = Point(value, {seed: run for (v, seed), run in kept.items() if v == value})
+        averaged, set_aside = _one_setting({seed: run for (v, seed), run in kept.items() if v == value},
+                                           f"{x}={value}", x, result)
+        point = Point(value, averaged)
         result.points.append(point)
         lacking = [s for s in seeds if s not in point.runs] if seeds is not None else ([] if point.runs else ["any"])
-        result.missing.extend(f"{x}={value} seed={s}" for s in lacking)
+        # a sweep that fixes the seed (seeds None) expects any one run: a run set aside is missing all the same
+        result.missing.extend(f"{x}={value} seed={s}" for s in lacking + [s for s in set_aside if s not in lacking])
         if lacking and point.runs:
             result.fewer_seeds.append(f"{x}={value}: {len(point.runs)} of {len(seeds or [])} seed(s), "
                                       f"missing seed(s) {', '.join(map(str, lacking))}")
         elif lacking:
             result.fewer_seeds.append(f"{x}={value}: no finished run at all")
+    in_points = {(point.x, seed): run for point in result.points for seed, run in point.runs.items()}
+    for run, why in failed:
+        other = in_points.get((run.value(x), run.seed))
+        result.failed.append(f"{run.describe(x)}: {why}" + (f" (the point uses {other.source})" if other else ""))
     result.baseline = _baseline(runs, dataset, {r.probe_target for r in transfers if r.probe_target}, result)
+    result.missing.extend(unreadable_line(run) for run in unreadable)
     return result
 
 
 def _baseline(runs: list[Run], dataset: str, probe_targets: set[str], result: Figure4) -> Baseline | None:
-    """The raw-input linear classifier on the new task: mean of ``base/test/acc_best`` over its runs (newest per seed)."""
+    """The raw-input linear classifier on the new task: mean of ``base/test/acc_best`` over its runs (newest per seed,
+    in one setting as a point's: module doc)."""
     candidates = [r for r in runs if r.model == BASELINE_MODEL and r.dataset == dataset
                   and (not probe_targets or r.target in probe_targets)]
     usable = []
@@ -242,7 +324,9 @@ def _baseline(runs: list[Run], dataset: str, probe_targets: set[str], result: Fi
             result.failed.append(f"baseline {run.describe()}: finished without {BASELINE_METRIC}")
         else:
             usable.append(run)
-    kept = _keep_newest(usable, lambda r: r.seed, lambda r: f"baseline seed={r.seed}", result.duplicates)
+    kept, set_aside = _one_setting(_keep_newest(usable, lambda r: r.seed, lambda r: f"baseline seed={r.seed}",
+                                                result.duplicates), "baseline", None, result)
+    result.missing.extend(f"baseline seed={seed}" for seed in set_aside)
     if not kept:
         return None
     values = [run.metrics[BASELINE_METRIC] for run in kept.values()]

@@ -30,7 +30,7 @@ import yaml
 from wide_lightning.report.command import loaded_runs, output_paths, shell_style, write_text
 from wide_lightning.report.figure4 import mean_std
 from wide_lightning.report.grid import _grid_values
-from wide_lightning.report.runs import SEED_KEY, ReportError, Run
+from wide_lightning.report.runs import SEED_KEY, UNREADABLE, ReportError, Run
 
 #: The atlases of a run, read from the folders beside its ``summary.json`` (``wide-lightning-atlas`` and the
 #: end-of-training callback write them there): the hidden state, its classifier-subspace projection and the
@@ -150,12 +150,14 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
     """Group the finished runs that measured movement into points; name every failed run and planned gap."""
     if planned and depth is None and len(planned.depths) == 1:
         depth = planned.depths[0]
-    measured = [r for r in runs if MOVEMENT in r.metrics or not r.finished]
+    unreadable = [r for r in runs if r.status == UNREADABLE]  # missing, whatever point it was: never averaged past
+    measured = [r for r in runs if (MOVEMENT in r.metrics or not r.finished) and r.status != UNREADABLE]
     depths = sorted({r.depth for r in measured if r.depth is not None})
     if depth is None and len(depths) > 1:
         raise ReportError(f"runs of depths {depths} were found; choose one with --depth.")
     depth = depth if depth is not None else (depths[0] if depths else None)
-    result = LazyLimit(depth=depth, points={}, min_width=min_width)
+    result = LazyLimit(depth=depth, points={}, min_width=min_width,
+                       missing=[f"unreadable: {r.source}: {r.error}" for r in unreadable])
     failed: set[tuple[str, int, int | None]] = set()
     for run in sorted(measured, key=lambda r: r.time):
         if run.depth != depth or run.width is None:
@@ -277,7 +279,12 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     for axes in (movement, patterns, atlases, accuracy):
         axes.set_xscale("log", base=2)
         axes.set_xlabel("Width n")
-        axes.legend(fontsize="x-small")
+        if axes.has_data():
+            axes.legend(fontsize="x-small")
+        else:  # say so, rather than leave an empty frame that reads like a zero
+            axes.text(0.5, 0.5, "no runs with these numbers" + ("\n(wide-lightning-atlas writes them)"
+                                                                if axes is atlases else ""),
+                      ha="center", va="center", transform=axes.transAxes, color="gray")
     movement.set_yscale("log")
     movement.set_ylabel("mean ||h_T - h_0|| / ||h_0||")
     patterns.set_ylabel("share / CKA")
@@ -310,7 +317,6 @@ def report_lazy_limit(runs: list[str] | None = None, wandb_dir: list[str] | None
     """
     loaded = loaded_runs(runs, wandb_dir, wandb_project, sweep_id)
     result = lazy_limit(loaded.runs, depth, min_width, planned_points(sweep) if sweep else None)
-    result.notes += [f"unreadable: {path}: {why}" for path, why in loaded.unreadable]
     png, table, missing = output_paths(out)
     draw_lazy_limit(result, png)
     write_lazy_csv(result, table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -19,6 +20,16 @@ SEED_KEY = "seed_everything"
 SUMMARY_GLOB = "**/summary*.json"
 WANDB_SUMMARY_GLOB = "**/files/wandb-summary.json"
 _WANDB_RUN_DIR = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-([A-Za-z0-9]+)$")
+#: What a run records that changes its result, besides the model, the dataset, the x axis and the seed (the
+#: replicate): the runs averaged into one point must agree on these. Keys of W&B's flat summary; ``summary.json``
+#: has them at its top level and in its ``probe`` section (``probe/backbone`` is its ``weights.probe.reads``).
+#: ``parameters`` stands for the architecture's settings that no other field records; ``config`` names the config
+#: files (their contents are not recorded), and the batch size and data arguments given on the command line are in
+#: no run record.
+RESULT_SETTINGS = ("target", "parameterization", "lr", "max_epochs", "parameters", "config",
+                   "probe/target", "probe/lr", "probe/max_epochs", "probe/backbone")
+#: The status of a run whose record could not be read: its point is unknown, so a report counts it as missing.
+UNREADABLE = "unreadable"
 NO_WANDB_SUMMARY = ("no files/wandb-summary.json (a wandb offline run keeps its summary only in run-<id>.wandb): "
                     "read this run's summary*.json with --runs, or `wandb sync` it and use --wandb_project")
 
@@ -34,8 +45,10 @@ class ReportError(Exception):
 class Run:
     """The facts of one finished (or failed) ``fit``, flattened to the W&B summary's keys.
 
-    ``metrics`` holds ``base/<metric>`` and ``probe/<metric>``; ``time`` (seconds since the epoch)
-    orders duplicates: the newest run of an (x, seed) point is kept.
+    ``metrics`` holds ``base/<metric>`` and ``probe/<metric>``; ``settings`` the ``RESULT_SETTINGS`` the
+    source records (a setting it does not record is absent, not ``None``); ``time`` (seconds since the
+    epoch) orders duplicates: the newest run of an (x, seed) point is kept. A record that could not be
+    read is a run too, with status ``unreadable`` and the reason in ``error``.
     """
 
     source: str
@@ -52,6 +65,7 @@ class Run:
     seed: int | None = None
     parameterization: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     time: float = 0.0
 
     @property
@@ -76,6 +90,20 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _comparable(value: Any) -> Any:
+    """A recorded setting as a value that can be compared and grouped by (``config`` is a list of files)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def _recorded_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """The ``RESULT_SETTINGS`` a flat summary records; only present keys: a missing one is unknown, not ``None``."""
+    return {name: _comparable(flat[name]) for name in RESULT_SETTINGS if name in flat}
+
+
 def _wandb_dir_facts(path: str | os.PathLike | None) -> tuple[str | None, float | None]:
     """(run id, start time) from a W&B run directory name such as ``offline-run-20261122_140405-q3kkucn9``."""
     match = _WANDB_RUN_DIR.match(Path(path).name) if path else None
@@ -90,6 +118,10 @@ def run_from_summary(summary: dict[str, Any], source: str, time: float = 0.0) ->
     run_id, started = _wandb_dir_facts(wandb_facts.get("dir"))
     metrics = {f"{section}/{k}": v for section in ("base", "probe")
                for k, v in (summary.get(section) or {}).items() if _number(v) is not None}
+    flat = {**summary, **{f"probe/{k}": v for k, v in (summary.get("probe") or {}).items()}}
+    backbone = ((summary.get("weights") or {}).get("probe") or {}).get("reads")
+    if backbone is not None:
+        flat["probe/backbone"] = backbone
     return Run(
         source=source, run_id=wandb_facts.get("id") or run_id, kind=summary.get("kind"),
         status=summary.get("status"), error=summary.get("error"), model=summary.get("model"),
@@ -97,7 +129,7 @@ def run_from_summary(summary: dict[str, Any], source: str, time: float = 0.0) ->
         probe_target=(summary.get("probe") or {}).get("target"), width=_int(summary.get("width")),
         depth=_int(summary.get("depth")), seed=_int(summary.get("seed")),
         parameterization=summary.get("parameterization"),
-        metrics={k: float(v) for k, v in metrics.items()}, time=started or time,
+        metrics={k: float(v) for k, v in metrics.items()}, settings=_recorded_settings(flat), time=started or time,
     )
 
 
@@ -117,8 +149,13 @@ def run_from_wandb_summary(summary: dict[str, Any], source: str, run_id: str | N
         source=source, run_id=run_id, kind=summary.get("kind"), status=status, model=summary.get("model"),
         dataset=summary.get("dataset"), target=summary.get("target"), width=_int(summary.get("width")),
         depth=_int(summary.get("depth")), seed=_int(summary.get("seed")),
-        parameterization=summary.get("parameterization"), metrics=metrics,
+        parameterization=summary.get("parameterization"), metrics=metrics, settings=_recorded_settings(summary),
         time=time or float(summary.get("_timestamp") or 0.0),
     )
+
+
+def unreadable_run(path: str, why: str) -> Run:
+    """The run whose record at ``path`` could not be read (``why``): which point it is, nobody can tell."""
+    return Run(source=path, run_id=_wandb_dir_facts(path)[0], status=UNREADABLE, error=why)
 
 

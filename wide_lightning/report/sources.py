@@ -19,6 +19,7 @@ from wide_lightning.report.runs import (
     _wandb_dir_facts,
     run_from_summary,
     run_from_wandb_summary,
+    unreadable_run,
 )
 
 # -- reading the sources ---------------------------------------------------------------------------
@@ -26,7 +27,12 @@ from wide_lightning.report.runs import (
 
 @dataclass
 class Loaded:
-    """The runs read, where from, and what could not be read (said in the report, never dropped silently)."""
+    """The runs read, where from, and what could not be read (said in the report, never dropped silently).
+
+    After ``load_runs`` every unreadable record is also among ``runs`` (unless no run at all could be read), as a
+    run with status ``unreadable``: it may be any planned point, so a report counts it as missing rather than
+    averaging what it could read.
+    """
 
     runs: list[Run] = field(default_factory=list)
     searched: list[str] = field(default_factory=list)
@@ -115,7 +121,8 @@ def _merge_same_runs(runs: list[Run]) -> list[Run]:
 
 def load_runs(runs: Iterable[str] = (), wandb_dir: Iterable[str] = (), wandb_project: str | None = None,
               sweep_id: str | None = None) -> Loaded:
-    """Read every source given; a W&B offline directory without a summary is kept only if no other source covered it."""
+    """Read every source given; a W&B offline directory without a summary is kept only if no other source covered it,
+    and every record that could not be read is among the runs too (``Loaded``)."""
     if sweep_id and not wandb_project:
         raise ReportError("--sweep_id needs --wandb_project ENTITY/PROJECT (sweep ids are looked up on the W&B server).")
     loaded = Loaded()
@@ -126,6 +133,8 @@ def load_runs(runs: Iterable[str] = (), wandb_dir: Iterable[str] = (), wandb_pro
     loaded.runs = _merge_same_runs(loaded.runs)
     ids = {run.run_id for run in loaded.runs if run.run_id}
     loaded.unreadable = [(path, why) for path, why in loaded.unreadable if _wandb_dir_facts(path)[0] not in ids]
+    if loaded.runs:  # with nothing read, the commands' "no runs found" lists the unreadable records themselves
+        loaded.runs += [unreadable_run(path, why) for path, why in loaded.unreadable]
     return loaded
 
 
