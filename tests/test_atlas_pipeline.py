@@ -245,3 +245,10 @@ def test_a_failed_atlas_keeps_the_checkpoint_and_the_test(fake_data_dir, monkeyp
     assert (root / "checkpoints" / "last.ckpt").is_file()
     assert "renderer exploded" in (root / "atlas" / "atlas_error.txt").read_text()
     assert "test/acc" in cli.trainer.callback_metrics
+
+
+def test_an_unknown_atlas_space_is_refused_when_the_settings_are_made():
+    from wide_lightning.atlas.settings import AtlasSettings
+
+    with pytest.raises(ValueError, match="space must be 'hidden' or 'classifier_subspace', got 'activations'"):
+        AtlasSettings(space="activations")

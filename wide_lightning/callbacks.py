@@ -16,7 +16,8 @@ from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
 from wide_lightning.activations import Position, layer_reader
 from wide_lightning.atlas.pipeline import AtlasResult
 from wide_lightning.atlas.settings import AtlasSettings
-from wide_lightning.atlas.task import render_task_atlas
+from wide_lightning.atlas.memory import AtlasMemoryError, available_device_memory, check_atlas_memory, keyword
+from wide_lightning.atlas.task import estimate_task_atlas, render_task_atlas
 from wide_lightning.interruption import Interrupted, stop_promptly
 
 
@@ -29,9 +30,11 @@ class ActivationAtlas(Callback):
     the judge call the icon), the atlas numbers (how recognizable the icons are among them) and the
     final accuracies; writes PNGs, ``atlas.npz`` and ``settings.txt`` to ``<default_root_dir>/atlas``
     (``atlas-v1``... if taken). Every rank collects its share of the training set and the vectors
-    are gathered and de-duplicated; rank 0 alone lays out and renders while the others wait. A
-    failure while rendering is reported (warning, ``atlas_error.txt``) and does not stop the run:
-    checkpoints and logged metrics are kept, and ``fit`` goes on to test. Skipped under
+    are gathered and de-duplicated; rank 0 alone lays out and renders while the others wait. An
+    atlas whose settings need more memory than is free is refused in ``setup``, before training, in one
+    sentence naming the memory and the setting to change (``atlas/memory.py``). A failure while
+    rendering is reported (warning, ``atlas_error.txt``) and does not stop the run: checkpoints and
+    logged metrics are kept, and ``fit`` goes on to test. Skipped under
     ``fast_dev_run``. The keyword arguments are ``AtlasSettings``' (``preset``, ``steps``, ``grid_size``,
     ...: the one declaration of the atlas settings, checked here, before training), beside
     ``batch_size`` for collecting and ``output_dir``. ``layer`` names the layer by its
@@ -61,7 +64,38 @@ class ActivationAtlas(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":  # a layer name that does not exist is refused before training, not after it
-            layer_reader(pl_module, self.layer, self.position, self.settings.seed)
+            read = layer_reader(pl_module, self.layer, self.position, self.settings.seed)
+            if not trainer.fast_dev_run:
+                self._refuse_what_will_not_fit(trainer, pl_module, read)
+
+    def _refuse_what_will_not_fit(self, trainer: Trainer, pl_module: LightningModule, read: Any) -> None:
+        """An atlas that will not fit in memory is refused before training (``atlas/memory.py``), in one sentence.
+
+        The width and the training split are known in ``setup``; the network is still on the CPU, so the
+        device's free memory is counted less the parameters that will move there. Every process decides
+        together, so that none trains alone while another has refused.
+        """
+        datamodule = trainer.datamodule
+        sentence = None
+        if datamodule is not None and hasattr(datamodule, "dataset"):
+            device = trainer.strategy.root_device
+            try:
+                estimate = estimate_task_atlas(datamodule, read, self.settings, device=device, collect_all=True,
+                                               world_size=trainer.world_size)
+            except Exception as error:  # noqa: BLE001 - a failed estimate is no reason to stop training
+                rank_zero_warn(f"ActivationAtlas: its memory could not be estimated before training ({error}).")
+            else:
+                device_free = available_device_memory(device)
+                if device_free is not None and pl_module.device != device:  # the network moves there to train
+                    device_free -= sum(p.numel() * p.element_size() for p in pl_module.parameters())
+                try:
+                    check_atlas_memory(estimate, device=device, device_free=device_free, flag=keyword)
+                except AtlasMemoryError as error:
+                    sentence = str(error)
+        if trainer.world_size > 1 and not trainer.strategy.reduce_boolean_decision(sentence is None, all=True):
+            sentence = sentence or "the atlas does not fit in the memory of another process; see its message"
+        if sentence is not None:
+            raise AtlasMemoryError(f"ActivationAtlas, before training: {sentence}")
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:
@@ -102,7 +136,7 @@ class ActivationAtlas(Callback):
         datamodule = trainer.datamodule
         result = render_task_atlas(pl_module, datamodule, read, activations, self.settings, layer=self.layer,
                                    images=datamodule.dataset("train").images, device=pl_module.device,
-                                   log=rank_zero_info)
+                                   log=rank_zero_info, flag=keyword)
         finals = {f"atlas/final/{k}": float(v) for k, v in trainer.callback_metrics.items() if k.endswith("acc")}
         result.metrics.update(finals)
         self.directory = result.save(out_dir)

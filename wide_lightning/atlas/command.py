@@ -28,7 +28,7 @@ from wide_lightning.activations import Position, layer_reader
 from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.pipeline import subset_indices
 from wide_lightning.atlas.settings import AtlasSettings
-from wide_lightning.atlas.task import render_task_atlas
+from wide_lightning.atlas.task import check_task_atlas, render_task_atlas
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.checkpoints import build_datamodule, init_arguments
 from wide_lightning.tasks.backbone import load_network
@@ -71,7 +71,8 @@ def atlas(
             ``raw_input``: activations = pixels (Appendix A.2), whose icons are the whitened cell
             averages themselves, as in the paper (``layer="input"`` too), not optimized images.
         settings: the atlas's settings, ``AtlasSettings``' fields (``--preset``, ``--steps``, ``--grid_size``,
-            ``--whiten``, ``--space``, ``--preview``, ...), each checked before any work. ``control=raw_input``
+            ``--whiten``, ``--space``, ``--preview``, ...), each checked before any work; an atlas that needs
+            more memory than is free is refused before collecting, naming the setting to lower. ``control=raw_input``
             whitens unless ``--whiten`` is given: Appendix A.2's icons are "whitened averages over images".
         split: which split to lay out (the paper: the whole training set).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
@@ -130,6 +131,8 @@ def atlas(
     except Exception as error:  # noqa: BLE001 - one sentence instead of a stack from inside someone's network
         raise ValueError(f"{model or checkpoint} cannot read {type(datamodule).__name__}'s inputs of shape "
                          f"{tuple(sample.shape[1:])} at layer {layer!r}: {type(error).__name__}: {error}") from None
+    # what the atlas will need, before collecting: refused in one sentence if it does not fit
+    check_task_atlas(datamodule, read, atlas_settings, dataset=dataset, device=run_device)
     if atlas_settings.max_points is not None and atlas_settings.max_points < len(dataset):  # collect only what is laid out
         dataset = dataset.subset(subset_indices(len(dataset), atlas_settings.max_points, atlas_settings.seed))
     collect_started = time.perf_counter()

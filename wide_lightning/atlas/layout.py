@@ -35,13 +35,14 @@ def _of_grid(attribute: str) -> property:
 @dataclass
 class AtlasLayout:
     """Everything between the activations and the icons: ``xy`` (raw UMAP), ``xy01`` (normalized),
-    ``grid`` (:class:`GridCells`), whitening ``matrix`` S, ``whitened`` directions ``[K, C]`` (``directions
-    @ S``, what the icon objective targets), ``condition_number`` of M and the ``ridge`` used."""
+    ``grid`` (:class:`GridCells`), whitening ``matrix`` S (``None`` without whitening: S = I, not formed),
+    ``whitened`` directions ``[K, C]`` (``directions @ S``, what the icon objective targets),
+    ``condition_number`` of M and the ``ridge`` used."""
 
     xy: np.ndarray
     xy01: np.ndarray
     grid: GridCells
-    matrix: np.ndarray
+    matrix: np.ndarray | None
     whitened: np.ndarray
     condition_number: float
     ridge: float
@@ -87,10 +88,10 @@ def compute_layout(
         raise ValueError(f"{len(xy)} layout points but {len(a)} activation rows.")
     xy01 = normalize_layout(xy)
     grid = grid_cells(xy01, a, grid_size=grid_size, min_density=min_density)
-    if whiten_mode is None:
-        matrix, condition, ridge = np.eye(a.shape[1], dtype=np.float32), float("nan"), 0.0
-    else:
-        matrix, condition, ridge = whitening_matrix(a, whiten_mode, whiten_ridge)
+    if whiten_mode is None:  # S = I, never formed: a D x D identity is 16 GiB at D = 65,536
+        return AtlasLayout(xy=xy, xy01=xy01, grid=grid, matrix=None, whitened=grid.directions.copy(),
+                           condition_number=float("nan"), ridge=0.0, whiten_mode="None")
+    matrix, condition, ridge = whitening_matrix(a, whiten_mode, whiten_ridge)
     return AtlasLayout(
         xy=xy, xy01=xy01, grid=grid, matrix=matrix, whitened=whiten(grid.directions, matrix),
         condition_number=condition, ridge=ridge, whiten_mode=str(whiten_mode),

@@ -43,17 +43,40 @@ def covariance(activations: Any, chunk: int = 8192) -> np.ndarray:
     return cov / max(n - 1, 1)
 
 
-def participation_ratio(activations: Any) -> float:
+#: :func:`participation_ratio` forms the C x C covariance whole up to this width, beyond it a C x this
+#: column block at a time (the whole one is 32 GiB of float64 at C = 65,536).
+COVARIANCE_BLOCK = 2048
+
+
+def participation_ratio(activations: Any, block: int = COVARIANCE_BLOCK) -> float:
     """``(sum_i lambda_i)^2 / sum_i lambda_i^2`` over the eigenvalues of the **centered** covariance.
 
     Between 1 (all variance along one direction) and C (isotropic); computed without an
     eigendecomposition as ``trace(Sigma)^2 / ||Sigma||_F^2``. Returns ``nan`` when there is no variance.
+    Up to ``block`` units the covariance is formed whole; a wider layer's is summed a ``[C, block]``
+    column block at a time (memory ``O(C * block)``, not ``O(C^2)``; the same number up to rounding).
     """
-    cov = covariance(activations)
-    energy = float(np.sum(cov * cov))
+    a = _activations(activations)
+    n, c = a.shape
+    if c <= block:
+        cov = covariance(a)
+        trace, energy = float(np.trace(cov)), float(np.sum(cov * cov))
+    else:
+        mean = a.mean(axis=0, dtype=np.float64)
+        rows = max(1, min(8192, (1 << 26) // c))  # about 512 MiB of float64 rows at a time
+        trace = energy = 0.0
+        for start in range(0, c, block):
+            stop = min(start + block, c)
+            part = np.zeros((c, stop - start), np.float64)
+            for first in range(0, n, rows):
+                chunk = a[first : first + rows].astype(np.float64) - mean
+                part += chunk.T @ chunk[:, start:stop]
+            part /= max(n - 1, 1)
+            trace += float(np.trace(part[start:stop]))
+            energy += float(np.sum(part * part))
     if energy <= 0:
         return float("nan")
-    return float(np.trace(cov) ** 2 / energy)
+    return float(trace ** 2 / energy)
 
 
 class ActiveFraction(NamedTuple):
@@ -106,7 +129,9 @@ def decodability(
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    features = as_numpy(x, np.float64)
+    features = as_numpy(x)  # float64 only after the subsample: 26 GB for 50,000 x 65,536 before it
+    if not np.issubdtype(features.dtype, np.floating):
+        features = features.astype(np.float64)
     if features.ndim == 1:
         features = features[:, None]
     y = as_numpy(attribute).ravel()
@@ -122,6 +147,7 @@ def decodability(
     if max_samples is not None and len(y) > max_samples:
         keep = np.sort(rng.choice(len(y), size=max_samples, replace=False))
         features, y = features[keep], y[keep]
+    features = features.astype(np.float64)
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2:
         raise ValueError(f"the attribute takes a single value ({classes.tolist()}): nothing to decode.")
@@ -165,12 +191,17 @@ def logistic_regression(x: np.ndarray, y: np.ndarray, max_iter: int = 200) -> An
 def classifier_subspace_energy(activations: Any, head_weight: Any) -> float:
     """``sum ||P a||^2 / sum ||a||^2``: the share of the activations' (uncentered) energy that lies in the
     span of the head's weight rows (paper, Discussion). ``k / C`` for isotropic activations."""
-    a = _activations(activations).astype(np.float64)
+    a = _activations(activations)
     basis = classifier_subspace_basis(head_weight)
     if basis.shape[0] != a.shape[1]:
         raise ValueError(f"head_weight has {basis.shape[0]} columns but the activations have {a.shape[1]} units.")
-    total = float(np.sum(a * a))
-    return float(np.sum((a @ basis) ** 2) / total) if total > 0 else float("nan")
+    total = inside = 0.0
+    rows = max(1, min(8192, (1 << 26) // a.shape[1]))  # float64 a chunk of rows at a time, not all N x C
+    for start in range(0, len(a), rows):
+        chunk = a[start : start + rows].astype(np.float64)
+        total += float(np.sum(chunk * chunk))
+        inside += float(np.sum((chunk @ basis) ** 2))
+    return inside / total if total > 0 else float("nan")
 
 
 def cell_purity(xy01: Any, labels: Any, cells: Any, grid_size: int) -> float:

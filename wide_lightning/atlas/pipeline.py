@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -28,6 +29,13 @@ from wide_lightning.atlas.figures import (
     side_by_side,
 )
 from wide_lightning.atlas.layout import AtlasLayout, compute_layout
+from wide_lightning.atlas.memory import (
+    MemoryEstimate,
+    check_atlas_memory,
+    command_flag,
+    estimate_atlas_memory,
+    icon_bytes_per_icon,
+)
 from wide_lightning.atlas.metrics import atlas_metrics
 from wide_lightning.atlas.parameterization import image_statistics
 from wide_lightning.atlas.recognizability import IconJudgement, NearestNeighbourJudge, judge_icons
@@ -105,12 +113,18 @@ def subset_indices(n: int, count: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].sort().values
 
 
+def project(rows: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """The orthogonal projection ``rows @ basis @ basis.T`` of ``rows`` ``[B, C]`` onto the columns of ``basis``
+    ``[C, r]``, as two thin products: the projector ``basis @ basis.T`` would be C x C (16 GiB at C = 65,536)."""
+    basis = basis.to(rows.device, rows.dtype)
+    return (rows @ basis) @ basis.T
+
+
 def projected(features: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """``features`` followed by the orthogonal projection onto the columns of ``basis`` ([C, r])."""
-    projector = basis @ basis.T
 
     def read(x: torch.Tensor) -> torch.Tensor:
-        return features(x) @ projector.to(x.device, x.dtype)
+        return project(features(x), basis)
 
     read.__self__ = getattr(features, "__self__", features)  # lets the renderer freeze the owning module
     return read
@@ -170,7 +184,7 @@ def draw_icons(
                   cossim_pow=settings.cossim_pow, parameterization=settings.parameterization,
                   image_statistics=statistics, transforms=settings.transforms, shift=settings.shift,
                   transform_samples=settings.transform_samples, lr_schedule=settings.lr_schedule,
-                  coarse_to_fine=settings.coarse_to_fine)
+                  coarse_to_fine=settings.coarse_to_fine, batch_size=settings.icon_batch_size)
     start = time.perf_counter()
     icons = draw(features, torch.from_numpy(layout.whitened).float(), **render)
     seconds["render_icons"] = time.perf_counter() - start
@@ -204,6 +218,7 @@ def build_atlas(
     images: torch.Tensor | None = None,
     network: Callable[[torch.Tensor], torch.Tensor] | None = None,
     label_periods: Mapping[str, int] | None = None,
+    memory_flag: Callable[[str, str | None], str] = command_flag,
 ) -> AtlasResult:
     """Layout, icons, neuron icons, their recognizability, exemplars, figures and numbers for ``activations``.
 
@@ -214,6 +229,10 @@ def build_atlas(
     ``[N, C, H, W]``, row ``n`` the example of activation row ``n``) enable the judge, the exemplars and
     ``maco``; ``network`` (normalized input -> logits) the own-network agreement; ``label_periods``
     marks cyclic labels (``{"shift": 28}``).
+
+    Before the layout (with the real N and D) and again before the icons (with the layout's cells), the
+    memory the rest needs is estimated (``memory.py``) and an atlas that will not fit is refused, in one
+    sentence naming the setting to change (``memory_flag`` spells it: ``--whiten false``).
     """
     settings = settings or AtlasSettings()
     seconds: dict[str, float] = {}
@@ -231,17 +250,26 @@ def build_atlas(
         if head_weight is None:
             raise ValueError("space='classifier_subspace' needs the head's weights (the network's last layer).")
         basis = torch.from_numpy(classifier_subspace_basis(head_weight.detach().cpu())).float()
-        acts = acts @ (basis @ basis.T)
+        acts = project(acts, basis)
         features = projected(features, basis)
     elif settings.space != "hidden":
         raise ValueError(f"space must be 'hidden' or 'classifier_subspace', got {settings.space!r}.")
+    class_label = class_label or next(iter(labels), None)
+    remaining = partial(estimate_remaining, acts, settings, input_shape=input_shape, images=images, device=device,
+                        other_labels=images is not None and bool(few_valued(labels, class_label)),
+                        icon_bytes=probe_icon_bytes(features, settings, width=acts.shape[1], input_shape=input_shape,
+                                                    normalize=normalize, pad_value=pad_value, device=device))
+    check_atlas_memory(remaining(stage="layout"), device=device, flag=memory_flag)  # with the real N and D
 
     start = time.perf_counter()
     say(f"atlas: laying out {len(acts)} activations of width {acts.shape[1]} (UMAP)")
     layout = layout_for(acts.numpy(), settings, reducer=reducer, device=device)
     seconds["layout"] = time.perf_counter() - start
+    check_atlas_memory(remaining(stage="icons", icons=len(layout.cells)), device=device, flag=memory_flag)  # the real K
+    batches = "one batch" if (settings.icon_batch_size or len(layout.cells)) >= len(layout.cells) else \
+        f"batches of {settings.icon_batch_size}"
     say(f"atlas: rendering {len(layout.cells)} icons" +
-        (f", {settings.steps} steps, one batch" if settings.icons == "optimized" else " from their directions"))
+        (f", {settings.steps} steps, {batches}" if settings.icons == "optimized" else " from their directions"))
     icons, neuron_icons, neuron_indices, render_seconds = draw_icons(
         layout, features, settings, input_shape=input_shape, normalize=normalize, pad_value=pad_value,
         images=images, device=device)
@@ -255,7 +283,6 @@ def build_atlas(
         metrics["atlas/icon_objective_mean"] = float(icons.objective.mean())
         metrics["atlas/icon_objective_raised"] = float((icons.objective > icons.initial_objective).float().mean())
     seconds["metrics"] = time.perf_counter() - start
-    class_label = class_label or next(iter(labels), None)
 
     judgement, exemplar_indices, exemplars = None, None, None
     if images is not None and class_label is not None:
@@ -277,6 +304,25 @@ def build_atlas(
     metrics.update({f"atlas/seconds/{name}": value for name, value in seconds.items()})
     return AtlasResult(settings, layout, labels, icons, neuron_indices, neuron_icons, metrics, figures, seconds,
                        judgement, exemplar_indices, exemplars)
+
+
+def probe_icon_bytes(features: Callable[[torch.Tensor], torch.Tensor], settings: AtlasSettings, **sizes: Any) -> int:
+    """What one icon adds to an optimization step (``memory.icon_bytes_per_icon``: a step of 1 and of 3 icons);
+    0 for features the probe cannot run, which fail in the rendering itself, with its own message."""
+    try:
+        return icon_bytes_per_icon(features, settings, **sizes)
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def estimate_remaining(acts: torch.Tensor, settings: AtlasSettings, *, input_shape: tuple[int, ...],
+                       images: torch.Tensor | None, device: str | torch.device | None, other_labels: bool,
+                       icon_bytes: int, stage: str, icons: int | None = None) -> MemoryEstimate:
+    """What the atlas of the collected ``acts`` (already subset and projected) still needs at ``stage``
+    (``layout`` or ``icons``; ``memory.estimate_atlas_memory``)."""
+    return estimate_atlas_memory(
+        settings, examples=len(acts), width=acts.shape[1], input_shape=input_shape, icon_bytes=icon_bytes,
+        icons=icons, images=images is not None, other_labels=other_labels, device=device, stage=stage)
 
 
 def few_valued(labels: Mapping[str, np.ndarray], class_label: str | None) -> list[str]:

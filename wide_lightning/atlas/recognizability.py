@@ -200,7 +200,8 @@ def readout(train_activations: np.ndarray, train_values: np.ndarray, activations
     keep = np.arange(len(train_values))
     if len(keep) > max_samples:
         keep = np.sort(rng.choice(len(keep), size=max_samples, replace=False))
-    model = logistic_regression(as_numpy(train_activations, np.float64)[keep], np.asarray(train_values)[keep])
+    # the subsample first, then float64: not a float64 copy of all N x D activations
+    model = logistic_regression(as_numpy(train_activations)[keep].astype(np.float64), np.asarray(train_values)[keep])
     return model.predict(as_numpy(activations, np.float64))
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from wide_lightning.atlas.objective import Objective
 from wide_lightning.atlas.parameterization import Parameterization
@@ -84,6 +84,8 @@ class AtlasSettings:
         lr: Adam's learning rate for the icons (lucid: 0.05; the ``recognizable`` preset: 0.2).
         transform_samples: transform draws averaged per step (lucid: 1).
         lr_schedule: ``constant`` (lucid) or ``cosine`` decay to 0 over the steps.
+        icon_batch_size: optimize at most this many icons at once (``None``: all in one batch). A memory
+            fallback: the same icons up to floating-point rounding, in more, smaller batches.
         coarse_to_fine: ``maco`` only: the share of the steps over which the icons' spatial frequencies
             are let in, lowest first (0: all from the start; the ``recognizable`` preset: 0.5).
         space: ``hidden`` (the layer's activations) or ``classifier_subspace`` (projected onto the span
@@ -124,6 +126,7 @@ class AtlasSettings:
     lr: float | None = None
     transform_samples: int = 1
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    icon_batch_size: int | None = None
     coarse_to_fine: float | None = None
     space: Space = "hidden"
     max_points: int | None = None
@@ -156,6 +159,10 @@ class AtlasSettings:
             check_int(name, getattr(self, name), minimum)
         if self.max_points is not None:
             check_int("max_points", self.max_points, 4)
+        if self.icon_batch_size is not None:
+            check_int("icon_batch_size", self.icon_batch_size, 1)
+        if self.space not in get_args(Space):  # before any activation is collected, not after
+            raise ValueError(f"space must be 'hidden' or 'classifier_subspace', got {self.space!r}.")
         if isinstance(self.whiten_ridge, bool) or not isinstance(self.whiten_ridge, (int, float)) or not 0 < self.whiten_ridge < math.inf:
             raise ValueError(f"whiten_ridge must be a positive finite number (it keeps the inverse finite; "
                              f"whiten=false for no whitening), got {self.whiten_ridge!r}.")
