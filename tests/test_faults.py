@@ -25,7 +25,7 @@ from wide_lightning.errors import DEBUG_ENV
 from wide_lightning.files import AtomicCheckpointIO, DiskFull, atomic_path
 from wide_lightning.interruption import Interrupted, received, signals_recorded, stop_promptly
 from wide_lightning.loggers import REACH_TIMEOUT_ENV, WandbLogger
-from wide_lightning.resume import ResumeMismatch
+from wide_lightning.resume import NothingToTrain, ResumeMismatch
 from wide_lightning.tasks.base import Diverged
 
 CONFIG = str(REPO / "configs/translated_mnist/mlp_shift.yaml")
@@ -131,6 +131,66 @@ def test_the_same_command_twice_gives_the_same_numbers_and_weights(data_env):
 def test_zero_epochs_is_refused(data_env, flag):
     with pytest.raises(ValueError, match=f"{flag} trains nothing"):
         build_cli(["fit", "--config", CONFIG, *TINY, *NO_WANDB, flag])
+
+
+def _refused(capsys, *args: str) -> str:
+    """``main`` with the tiny run's arguments must end in exit status 2 and one sentence: that sentence."""
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--config", CONFIG, *TINY, *NO_WANDB, "--trainer.default_root_dir=runs/tiny", *args])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and len(err) <= 3, err
+    return err[-1]
+
+
+@pytest.mark.parametrize("value", ["0", "0.0"])
+def test_zero_training_batches_is_refused_before_anything_is_built(data_env, capsys, value):
+    # it used to test the untrained network (11% on MNIST) and record it "finished", with no checkpoint
+    sentence = _refused(capsys, f"--trainer.limit_train_batches={value}", "--trainer.max_epochs=1")
+    assert sentence == ("--trainer.limit_train_batches=0 trains nothing (no training batch: the run would test an "
+                        "untrained network and call it finished); give a positive number of batches (e.g. "
+                        "--trainer.limit_train_batches=4), a fraction of each epoch (e.g. 0.5), or leave it out to "
+                        "train on every batch.")
+    assert not Path("runs/tiny").exists()
+
+
+def test_a_fraction_of_an_epoch_that_is_no_batch_is_refused_before_training(data_env, capsys):
+    sentence = _refused(capsys, "--trainer.limit_train_batches=0.001", "--trainer.max_epochs=1")
+    match = re.fullmatch(r"--trainer.limit_train_batches=0.001 leaves no training batch: an epoch has (\d+) batches "
+                         r"and 0.001 of them is less than one; give --trainer.limit_train_batches=(\S+) or more, or a "
+                         r"whole number of batches \(e.g. 1\)\.", sentence)
+    assert match, sentence
+    batches, least = int(match.group(1)), float(match.group(2))
+    assert int(batches * least) >= 1 and int(batches * 0.001) == 0  # the fraction it advises is at least one batch
+    assert not list(Path("runs/tiny").glob("summary*.json")) and not Path("runs/tiny/checkpoints").exists()
+
+
+def test_a_probe_of_zero_epochs_is_refused(data_env):
+    with pytest.raises(NothingToTrain, match=r"^--probe.max_epochs=0 trains no probe .*; give --probe.max_epochs a "
+                                             r"positive number, or leave it out for the base run's epochs\.$"):
+        build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp.yaml"), *TINY, *NO_WANDB,
+                   "--probe.max_epochs=0", "--trainer.default_root_dir=runs/transfer"])
+    assert not Path("runs/transfer").exists()
+
+
+def test_a_resume_with_nothing_left_to_train_says_so_and_keeps_the_summary(data_env, capsys):
+    # it used to train nothing and write a new "finished" summary with max_epochs 1 and the 2-epoch network's accuracy
+    fit(*NO_WANDB, epochs=2)
+    before = {p.name: p.read_bytes() for p in Path("runs/tiny").rglob("*") if p.is_file()}
+    last = os.path.join("runs/tiny", "checkpoints", "last.ckpt")
+    for epochs in (1, 2):  # fewer epochs than the checkpoint's, and as many
+        sentence = _refused(capsys, f"--trainer.max_epochs={epochs}", "--ckpt_path", "last")
+        assert sentence == (f"--ckpt_path {last} has already trained 2 epochs, so --trainer.max_epochs={epochs} leaves "
+                            f"nothing to train; give --trainer.max_epochs=3 or more to train on (or leave out "
+                            f"--ckpt_path to start a new run).")
+    # 2 epochs of 4 batches: max_steps=8 leaves nothing either, whatever max_epochs says
+    sentence = _refused(capsys, "--trainer.max_epochs=5", "--trainer.max_steps=8", f"--ckpt_path={last}")
+    assert sentence == (f"--ckpt_path {last} has already trained 8 steps, so --trainer.max_steps=8 leaves nothing to "
+                        f"train; give --trainer.max_steps=9 or more to train on (or leave out --ckpt_path to start a "
+                        f"new run).")
+    after = {p.name: p.read_bytes() for p in Path("runs/tiny").rglob("*") if p.is_file()}
+    assert after == before  # the earlier summary.json byte for byte, and no new file
+    assert json.loads(after["summary.json"])["max_epochs"] == 2
 
 
 def test_a_diverging_run_stops_at_the_first_non_finite_epoch(data_env, capsys):

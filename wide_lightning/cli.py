@@ -27,11 +27,12 @@ import wide_lightning.data  # noqa: F401  (so YAML may name classes by their sho
 import wide_lightning.tasks  # noqa: F401
 from wide_lightning.checkpoints import CHECKPOINT_DEFAULTS, BestAndLastCheckpoint
 from wide_lightning.data.base import ImageDataModule
+from wide_lightning.errors import check_config_files
 from wide_lightning.files import use_atomic_checkpoints
 from wide_lightning.interruption import exit_code_of, signals_recorded
 from wide_lightning.loggers import RunConfigSaver
 from wide_lightning.record import RunRecord, scalars, signal_of
-from wide_lightning.resume import resolve_resume
+from wide_lightning.resume import check_trains_something, resolve_resume
 from wide_lightning.tasks.base import ClassificationTask
 from wide_lightning.transfer import ProbeSpec, run_probe
 
@@ -87,16 +88,12 @@ class WideLightningCLI(LightningCLI):
         if self.config.get("subcommand") != "fit":
             return super()._parse_ckpt_path()
         self._set_checkpoint_dir(self._subconfig())
+        check_trains_something(self._subconfig())  # only what was asked is recorded as finished
         resolve_resume(self._subconfig())
 
     def before_instantiate_classes(self) -> None:
         config = self._subconfig()
         check_devices(config.trainer.accelerator, config.trainer.devices)
-        if self.subcommand == "fit":
-            for flag in ("max_epochs", "max_steps"):
-                if config.trainer.get(flag) == 0:
-                    raise ValueError(f"--trainer.{flag}=0 trains nothing: the run would test an untrained network "
-                                     f"and call it finished. Give --trainer.{flag} a positive number.")
         self._set_checkpoint_dir(config)
         init_args = getattr(config.trainer.logger, "init_args", None)
         if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
@@ -170,6 +167,8 @@ def description() -> str:
 def build_cli(args: ArgsType = None, run: bool = True, **kwargs: Any) -> WideLightningCLI:
     """The CLI; a parse error raises ``argparse.ArgumentError`` (``main`` turns it into a short message)."""
     from jsonargparse import DefaultHelpFormatter
+
+    check_config_files(sys.argv[1:] if args is None else args)  # before jsonargparse reads (and forgives) them
 
     class KeepLines(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
         """The description's lines as written (the configs one per line)."""

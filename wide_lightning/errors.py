@@ -8,6 +8,10 @@ lines: what is wrong and how to fix it, the sentence last. A misspelt option get
 name (``difflib``); options are spelt out in full (no prefixes: the parsers use
 ``allow_abbrev=False``). ``WIDE_LIGHTNING_DEBUG=1`` (or ``--debug``) shows the traceback instead;
 anything that is not a user error (a bug) always does.
+
+:func:`check_config_files` reads each ``--config`` file before jsonargparse does, since YAML forgives
+what is most likely a mistake: a key given twice keeps its last value silently (a second ``model:``
+block, a second ``lr:``), an empty file becomes "Unexpected config:", a tab a parser message.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 import os
 import re
 import sys
 from argparse import ArgumentError
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 DEBUG_ENV = "WIDE_LIGHTNING_DEBUG"
@@ -30,6 +36,88 @@ _SECTION_CLASSES = {
     "checkpoint": "wide_lightning.checkpoints.BestAndLastCheckpoint",
     "probe": "wide_lightning.cli.ProbeSpec",
 }
+
+
+#: Lightning's refusal of a ``limit_*_batches`` fraction that leaves no batch: value, loader, batches per epoch.
+_NO_BATCH = re.compile(r"You requested to check (\S+) of the `(\w+)_dataloader` but \S+ \* (\d+) < 1")
+_SPLITS = {"train": "training", "val": "validation", "test": "test", "predict": "prediction"}
+
+
+class ConfigFileError(ValueError):
+    """A ``--config`` file that is empty, not YAML, not a mapping of options, or says one key twice."""
+
+
+def config_paths(args: Sequence[str]) -> list[str]:
+    """The files ``--config``/``-c`` name in ``args`` (values that are not files, e.g. inline YAML, are left out)."""
+    paths = []
+    for k, token in enumerate(args):
+        option, sep, value = token.partition("=")
+        if option in ("--config", "-c"):
+            value = value if sep else (args[k + 1] if k + 1 < len(args) else "")
+            if value and os.path.isfile(value):
+                paths.append(value)
+    return paths
+
+
+def _duplicate_keys(node: Any, where: str = "") -> tuple[str, int, int] | None:
+    """The first key a YAML mapping (at any depth) gives twice: its dotted name and the two line numbers."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, Any] = {}
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                continue  # `<<: *defaults` may be overridden on purpose
+            name = f"{where}.{key.value}" if where else key.value
+            if key.value in seen:
+                return name, seen[key.value].start_mark.line + 1, key.start_mark.line + 1
+            seen[key.value] = key
+            if (found := _duplicate_keys(value, name)) is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for k, item in enumerate(node.value):
+            if (found := _duplicate_keys(item, f"{where}[{k}]")) is not None:
+                return found
+    return None
+
+
+def check_config_file(path: str) -> None:
+    """Refuse a config file that is not a YAML mapping of options, or that gives one key twice."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return  # jsonargparse says what is wrong with it
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        at_a_tab = mark is not None and text[mark.index:mark.index + 1] == "\t"
+        if at_a_tab or "'\\t'" in problem or "tab character" in problem:
+            raise ConfigFileError(f"--config {path}{line} has a tab character where YAML accepts only "
+                                  f"spaces; replace the tab with spaces.") from None
+        raise ConfigFileError(f"--config {path}{line} is not valid YAML ({problem}); correct that line.") from None
+    if root is None:
+        raise ConfigFileError(f"--config {path} is empty (no options, at most comments); write the options into it "
+                              f"(the configs in configs/ show the sections: trainer, model, data) or leave it out.")
+    if not isinstance(root, yaml.MappingNode):
+        kind = "list" if isinstance(root, yaml.SequenceNode) else "single value"
+        raise ConfigFileError(f"--config {path} holds a {kind}, not options; a config is a mapping of sections "
+                              f"(trainer:, model:, data:), as the configs in configs/ are.")
+    if (duplicate := _duplicate_keys(root)) is not None:
+        name, first, second = duplicate
+        raise ConfigFileError(f"--config {path} gives {name!r} twice, on lines {first} and {second} (YAML would "
+                              f"silently keep only the second); keep one of them.")
+
+
+def check_config_files(args: Any) -> None:
+    """:func:`check_config_file` for each file ``--config`` names in ``args`` (a list of arguments)."""
+    if isinstance(args, (list, tuple)):
+        for path in config_paths([str(a) for a in args]):
+            check_config_file(path)
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
@@ -145,6 +233,13 @@ def _explain_lines(lines: list[str], class_path: str | None = None, key: str | N
 def explain(error: BaseException) -> str:
     """The sentences a person needs for ``error`` (a user error), most specific first, in a few lines."""
     text = str(error).strip()
+    match = _NO_BATCH.search(text)
+    if match:
+        value, loader, batches = match.group(1), match.group(2), int(match.group(3))
+        least = math.ceil(10_000 / batches) / 10_000  # >= 1 / batches, rounded up to 4 decimals
+        return (f"--trainer.limit_{loader}_batches={value} leaves no {_SPLITS.get(loader, loader)} batch: an epoch "
+                f"has {batches} batches and {value} of them is less than one; give --trainer.limit_{loader}_batches="
+                f"{least:g} or more, or a whole number of batches (e.g. 1).")
     match = re.search(r"unrecognized arguments: (.*)", text)
     if match:
         return _unrecognized(match.group(1))

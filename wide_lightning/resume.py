@@ -6,6 +6,11 @@ run's folder. Here the checkpoint must describe the same run as the resolved con
 and arguments, DataModule class and the arguments that change what is learned); each difference
 is named, with the two ways out. ``last`` is resolved the way Lightning does (the newest
 ``last*.ckpt`` of the run's checkpoint folder) so that the check sees the file Lightning will load.
+
+Only what was asked is recorded as finished: a fit whose settings train nothing (``max_epochs=0``,
+``limit_train_batches=0``...) and a resume whose checkpoint has already trained what ``max_epochs``
+(or ``max_steps``) asks for are refused before anything is built or written, since either would
+test a network nobody trained in this run and record it as a finished run.
 """
 
 from __future__ import annotations
@@ -29,6 +34,66 @@ LINKED_FROM_DATA = frozenset({"num_classes", "input_shape"})
 
 class ResumeMismatch(ValueError):
     """The checkpoint to resume was trained with other hyper-parameters than the config asks for."""
+
+
+class NothingToTrain(ValueError):
+    """A fit that would train nothing, and so test an untrained (or an already tested) network as its result."""
+
+
+def check_trains_something(config: Any) -> None:
+    """Refuse a fit config whose settings train nothing, naming the setting and the fix."""
+    trainer = config.trainer
+    for flag in ("max_epochs", "max_steps"):
+        if trainer.get(flag) == 0:
+            raise NothingToTrain(f"--trainer.{flag}=0 trains nothing (the run would test an untrained network and call "
+                                 f"it finished); give --trainer.{flag} a positive number.")
+    limit = trainer.get("limit_train_batches")
+    # fast_dev_run and overfit_batches set the training batches themselves, whatever the limit says
+    if limit is not None and limit == 0 and not trainer.get("fast_dev_run") and not trainer.get("overfit_batches"):
+        raise NothingToTrain(f"--trainer.limit_train_batches={limit:g} trains nothing (no training batch: the run "
+                             f"would test an untrained network and call it finished); give a positive number of "
+                             f"batches (e.g. --trainer.limit_train_batches=4), a fraction of each epoch (e.g. 0.5), "
+                             f"or leave it out to train on every batch.")
+    probe = config.get("probe")
+    if probe is not None and probe.get("target") is not None and probe.get("max_epochs") == 0:
+        raise NothingToTrain("--probe.max_epochs=0 trains no probe (the run would test an untrained probe head and "
+                             "call it finished); give --probe.max_epochs a positive number, or leave it out for the "
+                             "base run's epochs.")
+
+
+def _count(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def check_something_left(record: CheckpointRecord, trainer: Any) -> None:
+    """Refuse to resume ``record`` when the config's ``max_epochs`` or ``max_steps`` leave nothing to train.
+
+    Lightning stops such a fit at once (``max_epochs=... reached``), then the run would test the
+    checkpoint's network again and record it as a new finished run with the smaller ``max_epochs``.
+    The epochs done are Lightning's own count (``epoch_progress.current.processed``, what its fit
+    loop compares with ``max_epochs``); the steps done, the checkpoint's ``global_step``.
+    """
+    if trainer.get("fast_dev_run"):
+        return
+    contents = record.contents
+    progress = ((contents.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}
+    epochs_done = (progress.get("current") or {}).get("processed")
+    steps_done = contents.get("global_step")
+    max_steps = trainer.get("max_steps")
+    max_steps = -1 if max_steps is None else max_steps
+    max_epochs = trainer.get("max_epochs")
+    given = max_epochs is not None
+    if max_epochs is None:  # Lightning's default
+        max_epochs = 1000 if max_steps == -1 and trainer.get("max_time") is None else -1
+    if isinstance(epochs_done, int) and max_epochs != -1 and epochs_done >= max_epochs:
+        setting = f"--trainer.max_epochs={max_epochs}" + ("" if given else " (the default)")
+        raise NothingToTrain(f"--ckpt_path {record.path} has already trained {_count(epochs_done, 'epoch')}, so "
+                             f"{setting} leaves nothing to train; give --trainer.max_epochs={epochs_done + 1} or more "
+                             f"to train on (or leave out --ckpt_path to start a new run).")
+    if isinstance(steps_done, int) and max_steps != -1 and steps_done >= max_steps:
+        raise NothingToTrain(f"--ckpt_path {record.path} has already trained {_count(steps_done, 'step')}, so "
+                             f"--trainer.max_steps={max_steps} leaves nothing to train; give --trainer.max_steps="
+                             f"{steps_done + 1} or more to train on (or leave out --ckpt_path to start a new run).")
 
 
 def newest_last_checkpoint(directory: str | os.PathLike) -> str | None:
@@ -103,7 +168,7 @@ def resolve_resume(config: Any) -> None:
     """``config.ckpt_path`` made the file to resume, checked against ``config``; its W&B run continued.
 
     ``last`` with nothing to resume says so in one line and starts fresh (so a scheduler may requeue
-    the same command).
+    the same command); a checkpoint that has already trained what the config asks for is refused.
     """
     ckpt_path = config.get("ckpt_path")
     if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
@@ -123,6 +188,7 @@ def resolve_resume(config: Any) -> None:
     record = read_checkpoint(ckpt_path, name="--ckpt_path",
                              advice="point it at a .ckpt that `fit` wrote, or leave it out to start fresh.")
     check_resumable(record, config.model, config.data)
+    check_something_left(record, config.trainer)
     logger = config.trainer.logger
     init_args = getattr(logger, "init_args", None)
     if record.wandb_run_id and init_args is not None and init_args.get("id") is None \
