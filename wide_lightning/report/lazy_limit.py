@@ -270,6 +270,12 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
             f"{p}: a = {fitted[0]:+.2f}" if fitted else p)
         curve(movement, MOVEMENT, label=label + " (hidden state)")
         curve(movement, HEAD_SPAN, linestyle="--", label=f"{p} (classifier subspace)")
+        predicted = PREDICTED_EXPONENT.get(p)
+        fitted_widths = [w for w in widths if w >= result.min_width and math.isfinite(result.stats(p, w, MOVEMENT)[0])]
+        if predicted is not None and fitted_widths:  # theory's slope through the narrowest fitted point
+            anchor, level = fitted_widths[0], result.stats(p, fitted_widths[0], MOVEMENT)[0]
+            movement.plot(fitted_widths, [level * (w / anchor) ** predicted for w in fitted_widths], color=color,
+                          linestyle=":", alpha=0.6, label=f"{p}: theory, n^{predicted:+.1f}")
         curve(patterns, PATTERNS, label=f"{p}: unchanged ReLU patterns")
         curve(patterns, CKA, linestyle="--", label=f"{p}: CKA(h0, hT)")
         curve(atlases, "atlas/hidden/judge", label=f"{p}: hidden state")
