@@ -209,7 +209,7 @@ def test_strict_exits_non_zero_when_points_are_missing(runs_dir, tmp_path, capsy
     main([*args, "--strict", "true"])  # complete: no exit
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--sweep", FIGURE4_LEFT, "--strict"])  # a bare --strict works too
-    assert exit_info.value.code not in (0, None) and "--strict: 94 planned point(s)" in str(exit_info.value.code)
+    assert exit_info.value.code == 2 and "--strict: 94 planned point(s)" in str(exit_info.value)  # a user error
     assert "depth=20 seed=4" in capsys.readouterr().out
     main([*args, "--sweep", FIGURE4_LEFT])  # without --strict: reported, no exit
     assert "INCOMPLETE" in capsys.readouterr().out
@@ -226,8 +226,8 @@ def test_no_runs_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as exit_info:
         main(["--runs", str(tmp_path / "empty"), str(tmp_path / "absent"), "--wandb_dir", str(tmp_path / "empty")])
-    message = str(exit_info.value.code)
-    assert "no runs found" in message and str(tmp_path / "empty") in message
+    message = str(exit_info.value)
+    assert exit_info.value.code == 2 and "no runs found" in message and str(tmp_path / "empty") in message
     assert "absent (**/summary*.json: 0 file(s); no such directory)" in message
     assert "summary*.json" in message and "files/wandb-summary.json" in message
 

@@ -123,10 +123,18 @@ def shell_style(args: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> None:
+    """``wide-lightning-report``; a user error (no runs, a wrong sweep, ``--strict`` and points missing) ends in
+    its sentence on stderr and exit status 2."""
     from jsonargparse import CLI
+
+    from wide_lightning.errors import exit_for_people
 
     try:
         CLI(report, args=shell_style(sys.argv[1:] if args is None else list(args)), as_positional=False)
     except ReportError as error:
-        raise SystemExit(f"wide-lightning-report: {error}") from None
+        exit_for_people("wide-lightning-report", str(error))
+    except SystemExit as stop:
+        if isinstance(stop.code, str):  # `--strict` (a status of 0 or 2 from the parser passes on as it is)
+            exit_for_people("wide-lightning-report", stop.code)
+        raise
 

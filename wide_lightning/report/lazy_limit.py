@@ -335,8 +335,14 @@ def report_lazy_limit(runs: list[str] | None = None, wandb_dir: list[str] | None
 def main(args: list[str] | None = None) -> None:
     from jsonargparse import CLI
 
+    from wide_lightning.errors import exit_for_people
+
     try:
         CLI(report_lazy_limit, args=shell_style(sys.argv[1:] if args is None else list(args)),
             as_positional=False)
-    except ReportError as error:
-        raise SystemExit(f"wide-lightning-report-lazy: {error}") from None
+    except ReportError as error:  # a user error: its sentence on stderr, exit status 2
+        exit_for_people("wide-lightning-report-lazy", str(error))
+    except SystemExit as stop:
+        if isinstance(stop.code, str):  # `--strict` (a status of 0 or 2 from the parser passes on as it is)
+            exit_for_people("wide-lightning-report-lazy", stop.code)
+        raise
