@@ -1,6 +1,9 @@
 """The atlas end to end: pipeline, end-of-training callback, and the checkpoint command."""
 
 import json
+import logging
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -193,11 +196,35 @@ def test_command_line_parses_data_and_flags(trained, fake_data_dir, capsys):
     main(["--checkpoint", str(path), "--data", "TranslatedMNIST", f"--data.data_dir={fake_data_dir}",
           "--data.target=digit", "--grid_size=3", "--min_density=2", "--steps=2", "--neurons=0", "--reducer=pca",
           "--max_points=400", "--device=cpu", "--whiten=false"])
-    assert "atlas written to" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "atlas written to" in printed.out
+    # not a terminal: one line per stage, no bar, and the short table instead of every number
+    assert "atlas: collecting the activations of 400 train images at layer features on cpu" in printed.out
+    assert "activations of width 12 (PCA)" in printed.out and "(UMAP)" not in printed.out
+    assert "%|" not in printed.err and "%|" not in printed.out
+    assert re.search(r"cell purity +digit \d\.\d\d, shift \d\.\d\d", printed.out)
+    assert "network names" in printed.out and "--verbose true prints them" in printed.out
+    assert "atlas/width =" not in printed.out
 
 
-def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monkeypatch, tmp_path):
+def test_command_draws_bars_on_a_terminal_and_prints_every_number_when_verbose(trained, monkeypatch, capsys):
+    from wide_lightning.atlas.command import main
+
+    _, path = trained
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    main(["--checkpoint", str(path), "--grid_size=3", "--min_density=2", "--steps=2", "--neurons=1", "--reducer=pca",
+          "--max_points=400", "--device=cpu", "--batch_size=100", "--verbose=true"])
+    printed = capsys.readouterr()
+    for bar in ("collect: 100%|", "| 4/4 [", "layout (PCA) done [", "icons: 100%|", "neuron icons: 100%|", "judge: 100%|"):
+        assert bar in printed.err, bar
+    assert "atlas/width = 12" in printed.out and "printed above" in printed.out
+    assert printed.out.index("atlas/width = 12") < printed.out.index("network names")
+
+
+def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monkeypatch, tmp_path, caplog, capfd):
     monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
+    caplog.set_level(logging.INFO)
     cli = build_cli(["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), "--trainer.max_epochs=1",
                      "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
                      "--trainer.enable_progress_bar=false", "--model.init_args.conv_channels=4",
@@ -227,6 +254,13 @@ def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monk
         assert cell["_type"] == "image-file" and cell["path"].endswith(".png")
     assert "atlas/icons/network_agreement" in callback.result.metrics
     assert "test/acc" in cli.trainer.callback_metrics
+    # one line per stage, no bar (enable_progress_bar=false), and the short table naming where the numbers are
+    assert "atlas: collecting the activations of 2000 training images at layer features" in caplog.text
+    assert "(PCA)" in caplog.text and "network names" in caplog.text and "atlas/width =" not in caplog.text
+    assert "(metric_names, metric_values) and W&B; verbose=true logs them" in caplog.text
+    assert f"atlas written to {callback.directory}" in caplog.text
+    assert "%|" not in capfd.readouterr().err
+    assert callback.result.metrics["atlas/seconds/total"] >= callback.result.metrics["atlas/seconds/collect"] > 0
 
 
 def test_a_failed_atlas_keeps_the_checkpoint_and_the_test(fake_data_dir, monkeypatch, tmp_path):

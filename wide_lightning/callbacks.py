@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from wide_lightning.atlas.collect import collect_from_datamodule
 from wide_lightning.atlas.figures import exemplar_strips, icon_grid, to_uint8
 from wide_lightning.activations import Position, layer_reader
 from wide_lightning.atlas.pipeline import AtlasResult
+from wide_lightning.atlas.progress import Progress
 from wide_lightning.atlas.settings import AtlasSettings
+from wide_lightning.atlas.summary import metric_lines, summary_lines
 from wide_lightning.atlas.memory import AtlasMemoryError, available_device_memory, check_atlas_memory, keyword
 from wide_lightning.atlas.task import estimate_task_atlas, render_task_atlas
 from wide_lightning.interruption import Interrupted, stop_promptly
@@ -42,6 +45,11 @@ class ActivationAtlas(Callback):
     e.g. ``net.features.3``, or ``backbone.layer4`` of a module of your own) and ``position`` how a
     convolutional layer gives one vector per example (``random``, the paper's; ``centre``; ``mean``):
     see ``wide_lightning/activations.py``.
+
+    While it works it logs one line per stage and, where the trainer shows a progress bar
+    (``enable_progress_bar``) on a terminal outside CI, a bar of each long stage (``atlas/progress.py``); it
+    ends with a short table (cells kept, purity, how many icons the network and the judge name, the panel).
+    ``verbose=True`` logs every number of the atlas too (they are in ``atlas.npz`` and the loggers anyway).
     """
 
     def __init__(
@@ -50,10 +58,12 @@ class ActivationAtlas(Callback):
         position: Position = "random",
         batch_size: int = 1024,
         output_dir: str | None = None,
+        verbose: bool = False,
         **settings: Any,
     ) -> None:
         self.settings = AtlasSettings(**settings)  # the settings' checks run here, before training
         self.batch_size = batch_size
+        self.verbose = verbose
         self.output_dir = output_dir
         self.layer = layer
         self.position = position
@@ -118,31 +128,49 @@ class ActivationAtlas(Callback):
 
     def _collect_and_render(self, trainer: Trainer, pl_module: LightningModule, out_dir: Path) -> None:
         datamodule = trainer.datamodule
+        progress = Progress(shows_progress_bar(trainer))
+        started = time.perf_counter()
         try:  # a collective: every rank collects its share, all ranks raise together on a failure
             read = layer_reader(pl_module, self.layer, self.position, self.settings.seed)
-            activations = collect_from_datamodule(read, datamodule, "train", batch_size=self.batch_size,
-                                                  device=pl_module.device, trainer=trainer)
+            shares = f", shared by {trainer.world_size} processes" if trainer.world_size > 1 else ""
+            rank_zero_info(f"atlas: collecting the activations of {len(datamodule.dataset('train'))} training images "
+                           f"at layer {self.layer}{shares}")
+            with progress.bar("collect", unit="batch") as tick:
+                activations = collect_from_datamodule(read, datamodule, "train", batch_size=self.batch_size,
+                                                      device=pl_module.device, trainer=trainer, progress=tick)
         except Exception as error:  # noqa: BLE001 - the trained model must survive a failed atlas
             self._report(trainer, out_dir, error)
             return
         if trainer.is_global_zero:
             try:
-                self._render(trainer, pl_module, read, activations, out_dir)
+                self._render(trainer, pl_module, read, activations, out_dir, progress,
+                             started=started, collect_seconds=time.perf_counter() - started)
             except Exception as error:  # noqa: BLE001 - the trained model must survive a failed figure
                 self._report(trainer, out_dir, error)
         trainer.strategy.barrier("activation_atlas")
 
-    def _render(self, trainer: Trainer, pl_module: LightningModule, read: Any, activations: Any, out_dir: Path) -> None:
+    def _render(self, trainer: Trainer, pl_module: LightningModule, read: Any, activations: Any, out_dir: Path,
+                progress: Progress | None = None, *, started: float | None = None,
+                collect_seconds: float | None = None) -> None:
         datamodule = trainer.datamodule
         result = render_task_atlas(pl_module, datamodule, read, activations, self.settings, layer=self.layer,
                                    images=datamodule.dataset("train").images, device=pl_module.device,
-                                   log=rank_zero_info, flag=keyword)
+                                   log=rank_zero_info, flag=keyword, progress=progress)
         finals = {f"atlas/final/{k}": float(v) for k, v in trainer.callback_metrics.items() if k.endswith("acc")}
         result.metrics.update(finals)
+        if collect_seconds is not None:
+            result.metrics["atlas/seconds/collect"] = collect_seconds
+        if started is not None:  # collecting and rendering, as the command counts it
+            result.metrics["atlas/seconds/total"] = time.perf_counter() - started
         self.directory = result.save(out_dir)
         self.result = result
         self._log(trainer, result)
-        rank_zero_info(f"activation atlas: {len(result.layout.cells)} icons, figures in {self.directory}")
+        if self.verbose:
+            rank_zero_info("\n".join(metric_lines(result.metrics)))
+        loggers = sorted({"W&B" if isinstance(logger, WandbLogger) else type(logger).__name__ for logger in trainer.loggers})
+        rank_zero_info("\n".join(summary_lines(
+            result, self.directory, where=f" and {', '.join(loggers)}" if loggers else "",
+            more="logged above" if self.verbose else "verbose=true logs them")))
 
     def _log(self, trainer: Trainer, result: AtlasResult) -> None:
         step = trainer.global_step
@@ -165,6 +193,13 @@ class ActivationAtlas(Callback):
             f"are kept; the traceback is in {out_dir / 'atlas_error.txt'}. Render it later from the checkpoint with "
             f"`wide-lightning-atlas --checkpoint <ckpt>`."
         )
+
+
+def shows_progress_bar(trainer: Trainer) -> bool:
+    """The trainer shows a progress bar (``enable_progress_bar``, not disabled) and this is rank 0: the atlas may
+    draw its own bars (where standard error is a terminal outside CI, ``atlas/progress.py``)."""
+    bar = trainer.progress_bar_callback
+    return bar is not None and bool(getattr(bar, "is_enabled", True)) and trainer.is_global_zero
 
 
 def cell_table(result: AtlasResult) -> tuple[list[str], list[list[Any]]]:

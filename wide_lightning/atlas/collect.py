@@ -102,6 +102,7 @@ def collect_activations(
     device: torch.device | str | None = None,
     rank: int = 0,
     world_size: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ActivationSet:
     """Run ``features`` over (this rank's share of) ``dataset`` and return one float32 vector per row.
 
@@ -117,6 +118,7 @@ def collect_activations(
         device: where to run; default the device of ``features``' first parameter (CPU if none).
         rank, world_size: collect only the ``DistributedSampler(shuffle=False)`` share of this rank,
             padding duplicates included (see :func:`shard_indices`). ``world_size=1`` is everything.
+        progress: called after every batch as ``progress(batches_done, batches)`` (a bar: ``progress.py``).
 
     Returns:
         :class:`ActivationSet` on the CPU with ``ceil(N / world_size)`` rows: activations float32
@@ -137,6 +139,9 @@ def collect_activations(
     try:
         if isinstance(features, nn.Module):
             features.eval()
+        batches = math.ceil(len(indices) / batch_size)
+        if progress is not None:
+            progress(0, batches)
         with torch.no_grad():
             for start in range(0, len(indices), batch_size):
                 rows = indices[start : start + batch_size]
@@ -146,6 +151,8 @@ def collect_activations(
                 if out.ndim != 2:
                     out = out.flatten(1)
                 chunks.append(out.detach().to("cpu", torch.float32))
+                if progress is not None:
+                    progress(len(chunks), batches)
     finally:
         if was_training is not None:
             features.train(was_training)
@@ -240,6 +247,7 @@ def collect_from_datamodule(
     batch_size: int = 1024,
     device: torch.device | str | None = None,
     trainer: Any | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ActivationSet:
     """``features`` (e.g. ``net.features`` or a ``layers.layer_reader``) over a whole split of an
     ``ImageDataModule``, without augmentation.
@@ -247,6 +255,7 @@ def collect_from_datamodule(
     With a ``trainer`` the work is shared over its ranks and gathered (a collective: call on every
     rank); every rank returns all ``len(split)`` rows in dataset order. If collecting fails on any
     rank, every rank raises (after agreeing on it), so none is left waiting in the gather.
+    ``progress`` is :func:`collect_activations`' (this rank's batches).
     """
     dataset = datamodule.dataset(split)
 
@@ -254,12 +263,13 @@ def collect_from_datamodule(
         return datamodule.batch_transform(x, train=False)
 
     if trainer is None or getattr(trainer, "world_size", 1) == 1:
-        return collect_activations(features, dataset, transform, batch_size=batch_size, device=device)
+        return collect_activations(features, dataset, transform, batch_size=batch_size, device=device,
+                                   progress=progress)
     local, failure = None, None
     try:  # this rank's share of the split, sampler padding included
         local = collect_activations(
             features, dataset, transform, batch_size=batch_size, device=device,
-            rank=trainer.global_rank, world_size=trainer.world_size,
+            rank=trainer.global_rank, world_size=trainer.world_size, progress=progress,
         )
     except Exception as error:  # noqa: BLE001 - re-raised below once every rank knows
         failure = error

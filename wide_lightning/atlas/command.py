@@ -27,7 +27,9 @@ import torch
 from wide_lightning.activations import Position, layer_reader
 from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.pipeline import subset_indices
+from wide_lightning.atlas.progress import Progress
 from wide_lightning.atlas.settings import AtlasSettings
+from wide_lightning.atlas.summary import metric_lines, summary_lines
 from wide_lightning.atlas.task import check_task_atlas, render_task_atlas
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.checkpoints import build_datamodule, init_arguments
@@ -47,6 +49,7 @@ def atlas(
     split: Literal["train", "val", "test"] = "train",
     device: str = "auto",
     batch_size: int = 1024,
+    verbose: bool = False,
     **settings: Any,
 ) -> Path:
     """Render the atlas figures of a trained classifier and write them next to it.
@@ -77,6 +80,11 @@ def atlas(
         split: which split to lay out (the paper: the whole training set).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
         batch_size: batch size for collecting activations.
+        verbose: end with every number of the atlas (``name = value``, as ``atlas.npz`` holds them) before the
+            short table of the ones a reader checks first.
+
+    While it works, the command prints one line per stage; where standard error is a terminal and ``CI`` is
+    not set, a bar of each long stage too (``atlas/progress.py``).
 
     Returns:
         The folder with ``panel.png``, ``atlas.png``, ``umap_histogram.png`` (and ``umap_histogram_<label>.png``
@@ -135,12 +143,15 @@ def atlas(
     check_task_atlas(datamodule, read, atlas_settings, dataset=dataset, device=run_device)
     if atlas_settings.max_points is not None and atlas_settings.max_points < len(dataset):  # collect only what is laid out
         dataset = dataset.subset(subset_indices(len(dataset), atlas_settings.max_points, atlas_settings.seed))
+    progress = Progress()
     collect_started = time.perf_counter()
-    activations = collect_activations(read, dataset, partial(datamodule.batch_transform, train=False),
-                                      batch_size=batch_size, device=run_device)
+    print(f"atlas: collecting the activations of {len(dataset)} {split} images at layer {layer} on {run_device}")
+    with progress.bar("collect", unit="batch") as tick:
+        activations = collect_activations(read, dataset, partial(datamodule.batch_transform, train=False),
+                                          batch_size=batch_size, device=run_device, progress=tick)
     collect_seconds = time.perf_counter() - collect_started
     result = render_task_atlas(task, datamodule, read, activations, atlas_settings, layer=layer, images=dataset.images,
-                               device=run_device, note="" if control == "none" else control)
+                               device=run_device, note="" if control == "none" else control, progress=progress)
     result.metrics["atlas/seconds/collect"] = collect_seconds
     result.metrics["atlas/seconds/total"] = time.perf_counter() - started
     name = f"atlas_{control}" if control != "none" else ("atlas" if layer == "features" else f"atlas_{layer.replace('.', '_')}")
@@ -151,25 +162,10 @@ def atlas(
     else:
         target = Path("runs") / "atlas" / model.rpartition(".")[2]
     directory = result.save(target)
-    print("\n".join(metric_lines(result.metrics)))
-    print(f"atlas written to {directory}")
+    if verbose:
+        print("\n".join(metric_lines(result.metrics)))
+    print("\n".join(summary_lines(result, directory, more="printed above" if verbose else "--verbose true prints them")))
     return directory
-
-
-#: What a reader needs to know to read a number the command prints.
-EXPLANATIONS = {
-    "atlas/whitening_log10_cond": (lambda v: v == float("inf"), "dead units (never active) make A^T A / N singular; "
-                                   "the ridge (--whiten_ridge) keeps the whitening finite"),
-}
-
-
-def metric_lines(metrics: dict[str, float]) -> list[str]:
-    """``name = value`` per metric, sorted, with an explanation where a value needs one."""
-    lines = []
-    for name, value in sorted(metrics.items()):
-        condition, note = EXPLANATIONS.get(name, (lambda v: False, ""))
-        lines.append(f"{name} = {value:.4g}" + (f"  ({note})" if condition(value) else ""))
-    return lines
 
 
 def main(args: list[str] | None = None) -> None:

@@ -38,6 +38,7 @@ from wide_lightning.atlas.memory import (
 )
 from wide_lightning.atlas.metrics import atlas_metrics
 from wide_lightning.atlas.parameterization import image_statistics
+from wide_lightning.atlas.progress import Progress
 from wide_lightning.atlas.recognizability import IconJudgement, NearestNeighbourJudge, judge_icons
 from wide_lightning.atlas.render import RenderResult, directions_as_icons, neuron_directions, render_icons
 from wide_lightning.atlas.settings import AtlasSettings
@@ -160,12 +161,15 @@ def draw_icons(
     pad_value: float,
     images: torch.Tensor | None = None,
     device: str | torch.device | None = None,
+    progress: Progress | None = None,
 ) -> tuple[RenderResult, RenderResult | None, np.ndarray, dict[str, float]]:
     """The cell icons and the neuron icons of a layout: ``(icons, neuron_icons, neuron_indices, seconds)``.
 
     ``images`` (uint8, the training images) are needed by ``parameterization='maco'``, whose
-    magnitude template is their mean amplitude spectrum.
+    magnitude template is their mean amplitude spectrum. ``progress`` draws a bar of the steps of each
+    (with the mean objective of the last step's icons).
     """
+    progress = progress or Progress.off()
     seconds: dict[str, float] = {}
     if settings.icons == "directions":
         def draw(_features: Any, targets: torch.Tensor, **_: Any) -> RenderResult:
@@ -186,7 +190,8 @@ def draw_icons(
                   transform_samples=settings.transform_samples, lr_schedule=settings.lr_schedule,
                   coarse_to_fine=settings.coarse_to_fine, batch_size=settings.icon_batch_size)
     start = time.perf_counter()
-    icons = draw(features, torch.from_numpy(layout.whitened).float(), **render)
+    with progress.bar("icons", unit="step", total=steps_of(len(layout.cells), settings)) as tick:
+        icons = draw(features, torch.from_numpy(layout.whitened).float(), **render, **objective_bar(tick, progress))
     seconds["render_icons"] = time.perf_counter() - start
     neuron_icons, neuron_indices = None, np.zeros(0, np.int64)
     if settings.neurons > 0:
@@ -194,10 +199,34 @@ def draw_icons(
         indices, onehot = neuron_directions(width, min(settings.neurons, width), seed=settings.seed)
         targets = whiten(onehot, torch.from_numpy(layout.matrix)) if settings.whiten and settings.whiten_neurons else onehot
         start = time.perf_counter()
-        neuron_icons = draw(features, targets.float(), **render)
+        with progress.bar("neuron icons", unit="step", total=steps_of(len(targets), settings)) as tick:
+            neuron_icons = draw(features, targets.float(), **render, **objective_bar(tick, progress))
         seconds["render_neurons"] = time.perf_counter() - start
         neuron_indices = indices.numpy()
     return icons, neuron_icons, neuron_indices, seconds
+
+
+def steps_of(icons: int, settings: AtlasSettings) -> int | None:
+    """The optimization steps of ``icons`` icons, over every batch of them (``None``: icons not optimized)."""
+    if settings.icons != "optimized":
+        return None
+    return settings.steps * -(-icons // min(settings.icon_batch_size or icons, icons))
+
+
+def objective_bar(tick: Callable[..., None], progress: Progress) -> dict[str, Any]:
+    """``render_icons``' ``progress`` argument that moves ``tick``'s bar, with the mean objective; none when no bar
+    is drawn (reading the objective each step would wait for the GPU)."""
+    if not progress.enabled:
+        return {}
+    return {"progress": lambda step, steps, objective: tick(step, steps, objective=f"{objective:.3g}")}
+
+
+def reducer_name(settings: AtlasSettings, reducer: Any = None) -> str:
+    """How the layout line names the method that lays the activations out: ``UMAP``, ``PCA``, or a given
+    ``reducer``'s own name."""
+    if reducer is not None:
+        return getattr(reducer, "__name__", None) or type(reducer).__name__
+    return {"umap": "UMAP", "pca": "PCA"}.get(settings.reducer, str(settings.reducer))
 
 
 def build_atlas(
@@ -219,6 +248,7 @@ def build_atlas(
     network: Callable[[torch.Tensor], torch.Tensor] | None = None,
     label_periods: Mapping[str, int] | None = None,
     memory_flag: Callable[[str, str | None], str] = command_flag,
+    progress: Progress | None = None,
 ) -> AtlasResult:
     """Layout, icons, neuron icons, their recognizability, exemplars, figures and numbers for ``activations``.
 
@@ -233,8 +263,12 @@ def build_atlas(
     Before the layout (with the real N and D) and again before the icons (with the layout's cells), the
     memory the rest needs is estimated (``memory.py``) and an atlas that will not fit is refused, in one
     sentence naming the setting to change (``memory_flag`` spells it: ``--whiten false``).
+
+    ``log`` gets one line per stage (the layout, the icons, the judge); ``progress`` (``progress.py``) draws
+    a bar of each where a person watches.
     """
     settings = settings or AtlasSettings()
+    progress = progress or Progress.off()
     seconds: dict[str, float] = {}
     say = log or (lambda message: None)
     acts = activations.activations.float()
@@ -262,23 +296,28 @@ def build_atlas(
     check_atlas_memory(remaining(stage="layout"), device=device, flag=memory_flag)  # with the real N and D
 
     start = time.perf_counter()
-    say(f"atlas: laying out {len(acts)} activations of width {acts.shape[1]} (UMAP)")
-    layout = layout_for(acts.numpy(), settings, reducer=reducer, device=device)
+    method = reducer_name(settings, reducer)
+    say(f"atlas: laying out {len(acts)} activations of width {acts.shape[1]} ({method})")
+    with progress.spinner(f"layout ({method})"):
+        layout = layout_for(acts.numpy(), settings, reducer=reducer, device=device)
     seconds["layout"] = time.perf_counter() - start
     check_atlas_memory(remaining(stage="icons", icons=len(layout.cells)), device=device, flag=memory_flag)  # the real K
     batches = "one batch" if (settings.icon_batch_size or len(layout.cells)) >= len(layout.cells) else \
         f"batches of {settings.icon_batch_size}"
+    neurons = min(settings.neurons, acts.shape[1])
     say(f"atlas: rendering {len(layout.cells)} icons" +
-        (f", {settings.steps} steps, {batches}" if settings.icons == "optimized" else " from their directions"))
+        (f", {settings.steps} steps, {batches}" if settings.icons == "optimized" else " from their directions") +
+        (f"; then {neurons} neuron icons" if neurons > 0 else ""))
     icons, neuron_icons, neuron_indices, render_seconds = draw_icons(
         layout, features, settings, input_shape=input_shape, normalize=normalize, pad_value=pad_value,
-        images=images, device=device)
+        images=images, device=device, progress=progress)
     seconds.update(render_seconds)
 
     start = time.perf_counter()
     decode = settings.decode if settings.decode is not None else sorted(labels)
-    metrics = atlas_metrics(acts.numpy(), labels=labels, layout=layout, decode=decode, seed=settings.seed,
-                            head_weight=None if head_weight is None else head_weight.detach().cpu().numpy())
+    with progress.spinner("metrics"):  # the participation ratio and the read-outs: seconds to a minute on a CPU
+        metrics = atlas_metrics(acts.numpy(), labels=labels, layout=layout, decode=decode, seed=settings.seed,
+                                head_weight=None if head_weight is None else head_weight.detach().cpu().numpy())
     if settings.icons == "optimized":
         metrics["atlas/icon_objective_mean"] = float(icons.objective.mean())
         metrics["atlas/icon_objective_raised"] = float((icons.objective > icons.initial_objective).float().mean())
@@ -287,15 +326,26 @@ def build_atlas(
     judgement, exemplar_indices, exemplars = None, None, None
     if images is not None and class_label is not None:
         start = time.perf_counter()
-        judge = NearestNeighbourJudge(images, labels, k=settings.judge_neighbours, device=device)
-        judgement = judge_icons(
-            icons.icons, xy01=layout.xy01, cells=layout.cells, grid_size=layout.grid_size, labels=labels,
-            class_label=class_label, judge=judge, input_shape=input_shape, normalize=normalize, network=network,
-            features=features, activations=acts.numpy(), periods=label_periods, other_labels=few_valued(labels, class_label),
-            neuron_icons=None if neuron_icons is None else neuron_icons.icons, device=device, seed=settings.seed)
-        metrics.update(judgement.metrics)
-        exemplar_indices = nearest_examples(layout.directions, acts, min(settings.exemplars, len(acts)), device=device)
-        exemplars = images[torch.from_numpy(exemplar_indices)].numpy()
+        say("atlas: judging the icons (" + ("the network, " if network is not None else "") +
+            f"the {settings.judge_neighbours} nearest of {len(images)} training images)")
+        parts = {"total": 1}  # the judge's parts, and the exemplars
+
+        def judged(done: int, total: int) -> None:
+            parts["total"] = total + 1
+            tick(done, total + 1)
+
+        with progress.bar("judge", unit="part") as tick:
+            judge = NearestNeighbourJudge(images, labels, k=settings.judge_neighbours, device=device)
+            judgement = judge_icons(
+                icons.icons, xy01=layout.xy01, cells=layout.cells, grid_size=layout.grid_size, labels=labels,
+                class_label=class_label, judge=judge, input_shape=input_shape, normalize=normalize, network=network,
+                features=features, activations=acts.numpy(), periods=label_periods,
+                other_labels=few_valued(labels, class_label), neuron_icons=None if neuron_icons is None else neuron_icons.icons,
+                device=device, seed=settings.seed, progress=judged)
+            metrics.update(judgement.metrics)
+            exemplar_indices = nearest_examples(layout.directions, acts, min(settings.exemplars, len(acts)), device=device)
+            exemplars = images[torch.from_numpy(exemplar_indices)].numpy()
+            tick(parts["total"], parts["total"])
         seconds["recognizability"] = time.perf_counter() - start
 
     class_values = labels[class_label] if class_label else np.zeros(len(acts), np.int64)

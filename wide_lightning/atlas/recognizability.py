@@ -239,6 +239,7 @@ def judge_icons(
     device: str | torch.device | None = None,
     seed: int = 0,
     prefix: str = "atlas/",
+    progress: Callable[[int, int], None] | None = None,
 ) -> IconJudgement:
     """Every measure of the module docstring for one atlas.
 
@@ -254,8 +255,22 @@ def judge_icons(
             the read-out of ``other_labels`` (labels the network was not trained on).
         periods: label name -> period for cyclic labels (translated MNIST: ``{"shift": 28}``).
         neuron_icons: ``[M, C, P, P]`` individual-neuron icons, judged without a label.
+        progress: called as ``progress(parts_done, parts)`` after each part: the icons' neighbours, the
+            typical distance, the network's classes, each label in ``other_labels``, the neuron icons.
     """
     periods = dict(periods or {})
+    parts = 2 + (network is not None) + len(other_labels) + (neuron_icons is not None and len(neuron_icons) > 0)
+    done = 0
+
+    def part_done() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, parts)
+
+    if progress is not None:
+        progress(0, parts)
+
     run_device = torch.device(device or "cpu")
     values, table = cell_label_counts(xy01, labels[class_label], cells, grid_size)
     majority = cell_targets(values, table)
@@ -263,7 +278,9 @@ def judge_icons(
     seen = at_input_size(icons, input_shape)
     indices, distances = judge.neighbours(seen)
     judge_label, confidence = judge.vote(indices, class_label)
+    part_done()
     typical = judge.typical_distance(seed=seed)
+    part_done()
     data_mean, data_bright = pixel_statistics(judge.images)
     icon_mean, icon_bright = pixel_statistics(seen)
     metrics = {
@@ -280,6 +297,7 @@ def judge_icons(
     if network is not None:
         network_label = classify(network, seen, normalize, run_device)
         metrics["icons/network_agreement"] = float(np.mean(network_label == majority))
+        part_done()
     for name in other_labels:
         period = periods.get(name)
         values, table = cell_label_counts(xy01, labels[name], cells, grid_size)
@@ -294,6 +312,7 @@ def judge_icons(
             predicted = readout(activations, labels[name], icon_acts, seed=seed)
             metrics[f"icons/{name}/readout_{kind}"] = float(scored(mismatch(predicted, target, period)).mean())
             metrics[f"icons/{name}/readout_{kind}_chance"] = float(scored(paired_chance(predicted, target, period)))
+        part_done()
     if neuron_icons is not None and len(neuron_icons):
         neurons_seen = at_input_size(neuron_icons, input_shape)
         neuron_indices, neuron_distances = judge.neighbours(neurons_seen)
@@ -305,6 +324,7 @@ def judge_icons(
             "neurons/mean_intensity": neuron_mean,
             "neurons/bright_share": neuron_bright,
         })
+        part_done()
     return IconJudgement(
         majority=majority, purity=purity, network_label=network_label, judge_label=judge_label,
         judge_confidence=confidence, nearest_distance=distances[:, 0],

@@ -235,7 +235,8 @@ def render_icons(
         seed: seeds the initial spectrum and the transform draws; same seed, same icons (on the CPU).
         device: where to optimize; default where ``features``' module lives (else the CPU).
         batch_size: optimize at most this many icons at once (a memory fallback; default all).
-        progress: called after every step as ``progress(step, total_steps, loss)``, counting over chunks.
+        progress: called after every step as ``progress(step, total_steps, objective)``, counting over chunks;
+            ``objective`` is the mean objective of the step's icons (under its random transforms).
         parameterization: ``fft`` (lucid: a free spectrum, sigmoid) or ``maco`` (the training images'
             amplitude spectrum, only the phase optimized; needs ``image_statistics`` at ``icon_size``).
         image_statistics: :func:`~wide_lightning.atlas.parameterization.image_statistics` of the
@@ -354,7 +355,7 @@ def render_icons(
                 last = obj.detach()
                 done += 1
                 if progress is not None:
-                    progress(done, total_steps, float(loss.detach()))
+                    progress(done, total_steps, float(last.mean()))
             with torch.no_grad():
                 icons = image()
             obj_final, cos_final = evaluate(icons, dirs)

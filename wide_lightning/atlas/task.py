@@ -16,6 +16,7 @@ from wide_lightning.activations import class_scores, describe_layer, penultimate
 from wide_lightning.atlas.collect import ActivationSet
 from wide_lightning.atlas.memory import MemoryEstimate, check_atlas_memory, command_flag, estimate_atlas_memory
 from wide_lightning.atlas.pipeline import AtlasResult, build_atlas, few_valued, probe_icon_bytes
+from wide_lightning.atlas.progress import Progress
 from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.data.base import dataset_of
 
@@ -42,12 +43,14 @@ def render_task_atlas(
     log: Callable[[str], None] = print,
     note: str = "",
     flag: Callable[[str, str | None], str] = command_flag,
+    progress: Progress | None = None,
 ) -> AtlasResult:
     """The atlas of ``task`` at ``layer`` from its collected ``activations`` (``read`` gives them for an image batch).
 
     ``images`` are the uint8 images the activations came from (the exemplars and MACO's spectrum);
     ``note`` is added to the figure's title (e.g. ``untrained`` for a control); ``flag`` spells a
-    setting in a refusal for lack of memory (``--whiten false``, or the callback's ``whiten=false``).
+    setting in a refusal for lack of memory (``--whiten false``, or the callback's ``whiten=false``);
+    ``log`` gets one line per stage, ``progress`` draws a bar of each (``progress.py``).
     """
     sample = datamodule.batch_transform(images[:2].to(device), train=False)
     title = f"{dataset_of(type(datamodule).__name__)}, {describe_layer(layer, activations.width)}"
@@ -56,7 +59,7 @@ def render_task_atlas(
         head_weight=penultimate_head_weight(task, layer),  # the head reads the penultimate layer
         class_label=datamodule.target, device=device, log=log, images=images,
         network=class_scores(task, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
-        title=title + (f" ({note})" if note else ""), memory_flag=flag,
+        title=title + (f" ({note})" if note else ""), memory_flag=flag, progress=progress,
     )
 
 
