@@ -18,9 +18,13 @@ from wide_lightning.data.base import DATA_ENV
 from wide_lightning.checkpoints import CHECKPOINT_KEY
 from wide_lightning.tasks import ConvClassifier, MLPClassifier
 
-# configs/atlas/ holds configs of wide-lightning-atlas, not of fit (tests/test_activations.py runs them)
+# configs/atlas/ holds configs of wide-lightning-atlas, not of fit (tests/test_activations.py runs them);
+# a config without a data section is an overlay given after a base (configs/lazy_limit/{standard,ntk,mup}.yaml)
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml")
-                 if p.relative_to(REPO / "configs").parts[0] != "atlas")
+                 if p.relative_to(REPO / "configs").parts[0] != "atlas" and "data" in yaml.safe_load(p.read_text()))
+OVERLAYS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml")
+                  if p.relative_to(REPO / "configs").parts[0] != "atlas" and "data" not in yaml.safe_load(p.read_text()))
+PAPER_CONFIGS = [c for c in CONFIGS if not c.startswith("configs/lazy_limit/")]
 # integers >= 2: jsonargparse reads Lightning's Union[int, float] "1" as 1.0, i.e. every batch
 QUICK = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -52,7 +56,7 @@ def backbones(tmp_path_factory):
 
 def test_every_paper_run_has_a_config():
     # the paper's 16 runs, configs/image_folder/mlp.yaml, configs/mnist/probe_fashion_mnist.yaml and resnet18.yaml
-    assert len(CONFIGS) == 19, CONFIGS
+    assert len(PAPER_CONFIGS) == 19, PAPER_CONFIGS
     for path in CONFIGS:
         config = yaml.safe_load((REPO / path).read_text())
         assert config["model"]["class_path"].startswith("wide_lightning.")
@@ -80,6 +84,18 @@ def test_fast_dev_run_of_every_config(config, data_env, backbones, tmp_path):
     # a smoke run saves no checkpoint (Lightning 2.6 wrote a 2.9 GB last.ckpt for this CIFAR-10 net);
     # a transfer run's probe reads the weights at hand from fast_dev_run.ckpt
     assert [p.name for p in tmp_path.rglob("*.ckpt")] in ([], ["fast_dev_run.ckpt"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_lazy_limit_overlay_over_its_base_config(overlay, data_env, tmp_path):
+    """The parameterization and its learning rate, given after the scan's base config, as the sweep runs them."""
+    assert overlay.startswith("configs/lazy_limit/"), "an overlay config outside configs/lazy_limit"
+    chosen = yaml.safe_load((REPO / overlay).read_text())["model"]["init_args"]
+    cli = build_cli(["fit", "--config", str(REPO / "configs/lazy_limit/mlp_mnist.yaml"), "--config", str(REPO / overlay),
+                     "--model.init_args.width=128", "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"])
+    assert cli.trainer.state.finished
+    assert cli.model.hparams.parameterization == chosen["parameterization"] == Path(overlay).stem
+    assert cli.model.hparams.lr == chosen["lr"]
 
 
 def test_fit_tests_the_best_checkpoint_and_resumes_from_last(data_env, tmp_path):

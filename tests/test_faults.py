@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,12 +253,13 @@ def _fill_the_disk_after(nbytes: int):
 
 def test_a_full_disk_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(files.torch, "save", _fill_the_disk_after(1000))
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 1200, 1200))
     checkpoint = {"state_dict": {"w": torch.zeros(1000, 1000)}}
     with pytest.raises(DiskFull) as full:
         AtomicCheckpointIO().save_checkpoint(checkpoint, tmp_path / "epoch001.ckpt")
     assert list(tmp_path.iterdir()) == []
-    assert str(full.value) == (f"no space left on the disk of {tmp_path} for epoch001.ckpt: it needs about 3.8 MB; "
-                               f"free some space (or write elsewhere) and run again. The partial file was removed.")
+    assert str(full.value) == (f"no space left on the disk of {tmp_path} for epoch001.ckpt: it needs about 3.8 MB with 1.2 KB "
+                               f"free; free some space (or write elsewhere) and run again. The partial file was removed.")
 
 
 def test_a_fit_on_a_full_disk_ends_in_one_line_and_keeps_no_partial_file(data_env, monkeypatch, capsys):

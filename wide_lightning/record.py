@@ -17,17 +17,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from wide_lightning.callbacks import ActivationAtlas
-from wide_lightning.data.base import dataset_of
-from wide_lightning.files import write_text
+from wide_lightning.data.base import DATA_ENV, dataset_of
+from wide_lightning.files import SpaceReserve, check_readable_folder, check_writable_folder, write_text
 from wide_lightning.interruption import Interrupted, received
 from wide_lightning.loggers import finish_wandb_run, unused_path
 from wide_lightning.tasks.base import Diverged
 from wide_lightning.tasks.stacked import StackedTask
+
+
+def check_data_folders(datamodule: Any) -> None:
+    """Refuse, in one sentence, a data folder that exists but cannot be read (before anything is built from it)."""
+    folders = [getattr(datamodule, "data_dir", None)]
+    root = getattr(type(datamodule), "root", None)
+    if isinstance(root, property):  # the dataset's own folder inside data_dir (an image folder, torchvision's)
+        try:
+            folders.append(datamodule.root)
+        except Exception:  # noqa: BLE001 (the data module says what is wrong with its settings when it loads)
+            pass
+    for folder in dict.fromkeys(f for f in folders if _local(f)):
+        check_readable_folder(folder, "the data folder", "--data.data_dir", f" (or {DATA_ENV}=DIR)")
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -52,13 +65,61 @@ def resume_command(args: list[str]) -> str:
     return shlex.join(["wide-lightning", *kept, "--ckpt_path", "last"])
 
 
+#: The room kept for each record file (one per network): a record is 1-3 KB, a stack's a few KB more.
+RECORD_ROOM_BYTES = 64 * 1024
+
+
+class KeepRoomForTheRecord(Callback):
+    """From the start of ``fit``, keeps room on the disk of the run folder for the record written at its end.
+
+    A disk that fills during training (a checkpoint that does not fit) must still take ``summary.json``,
+    the record that says the run failed and why. Two ways were open: write the record early and rewrite
+    it in place at the end, or keep room for it in a file of its own. The record is written once, whole
+    (``write_text``: a temporary file renamed), so that a write that fails half-way never damages an
+    earlier record and ``wide-lightning-report`` never reads a record of a run still going; so the room
+    is kept in a hidden file (``SpaceReserve``), made here and deleted by ``RunRecord`` just before the
+    record is written. ``setup`` of ``fit`` only (not ``validate``/``test``, which write no record), on
+    the process that writes the record.
+    """
+
+    def __init__(self, reserve: SpaceReserve) -> None:
+        self.reserve = reserve
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit" and trainer.is_global_zero:
+            self.reserve.keep()
+
+
+def _local(path: Any) -> bool:
+    return path is not None and "://" not in str(path)
+
+
 class RunRecord:
-    """The record of one ``fit`` of ``model`` on ``datamodule`` by ``trainer``, from the resolved ``config``."""
+    """The record of one ``fit`` of ``model`` on ``datamodule`` by ``trainer``, from the resolved ``config``.
+
+    Made when the trainer is built, before anything is read or trained: the data folder must be readable and
+    the run folder (``trainer.default_root_dir``, created here) writable, each refused in one sentence if not,
+    and room is kept for the record from the start of ``fit`` (``KeepRoomForTheRecord``).
+    """
 
     def __init__(self, trainer: Trainer, model: LightningModule, datamodule: LightningDataModule, config: Any,
                  args: list[str]) -> None:
         self.trainer, self.model, self.datamodule, self.config, self.args = trainer, model, datamodule, config, args
         self.closed = False
+        check_data_folders(datamodule)
+        root = trainer.default_root_dir
+        self.reserve: SpaceReserve | None = None
+        if _local(root):
+            check_writable_folder(root, "the run folder", "--trainer.default_root_dir",
+                                  "; nothing was trained, and no summary.json was written (it goes in that folder)")
+            members = len(getattr(model, "member_names", None) or [model])
+            self.reserve = SpaceReserve(root, "summary.json", RECORD_ROOM_BYTES * members)
+            self.reserve.check_room()  # a disk full from the start: refused before W&B or anything else writes
+            trainer.callbacks.append(KeepRoomForTheRecord(self.reserve))
+
+    def release_room(self) -> None:
+        if self.reserve is not None:
+            self.reserve.release()
 
     def describe(self, fit_metrics: dict[str, float], test_metrics: dict[str, float]) -> dict[str, Any]:
         """The record of the run as it stands: what it was, its metrics, its checkpoints, which weights each step read."""
@@ -67,6 +128,8 @@ class RunRecord:
         callback = trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
         last = callback.last_model_path if callback is not None else ""
+        # a save that failed (a full disk) has already named its file: the record names only files there are
+        best, last = (path if not _local(path) or os.path.exists(path) else "" for path in (best, last))
         weights = {"test": {"reads": "best", "checkpoint": best} if best else {"reads": "last epoch", "checkpoint": last}}
         if any(isinstance(c, ActivationAtlas) for c in trainer.callbacks):  # it runs on the weights at the end of fit
             weights["atlas"] = {"reads": "last epoch", "checkpoint": last}
@@ -117,6 +180,7 @@ class RunRecord:
         """The record of a fit that ``error`` stopped before ``after_fit`` closed it (if training had started)."""
         started = signal_of(error) is not None or isinstance(error, Diverged) or self.trainer.global_step > 0
         if self.closed or not started or not self.trainer.is_global_zero:
+            self.release_room()
             return
         record = self.describe(scalars(self.trainer.callback_metrics), {})
         self.unfinished(record, error)
@@ -128,6 +192,7 @@ class RunRecord:
     def close(self, record: dict[str, Any]) -> None:
         """Write the record (one per member of a stack), give it to the W&B run and finish that, print the closing lines."""
         self.closed = True
+        self.release_room()  # the room kept for the record, for the record
         if self.trainer.is_global_zero:
             for member in self.member_records(record):
                 self.write(member)
