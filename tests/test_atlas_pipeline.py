@@ -78,6 +78,12 @@ def test_build_atlas_produces_every_figure_and_number(trained, mnist, tmp_path):
         assert (first / name).is_file(), name
     saved = np.load(first / "atlas.npz")
     assert saved["icons"].shape == (k, 1, 28, 28) and saved["counts"].min() > TINY.min_density
+    # the lazy-limit report reads a saved atlas's recognizability by these names
+    from wide_lightning.report.lazy_limit import ATLAS_MEASURES, atlas_metrics
+
+    assert set(ATLAS_MEASURES.values()) <= set(saved["metric_names"].tolist())
+    (tmp_path / "summary.json").write_text("{}")
+    assert atlas_metrics(tmp_path / "summary.json")["atlas/hidden/judge"] == result.metrics["atlas/icons/judge_agreement"]
     assert saved["count_matrix"].shape == (4, 4) and len(saved["label_digit"]) == 600
 
 

@@ -79,7 +79,7 @@ def write_atlas(folder, judge: float, network: float, space: str = "hidden") -> 
 
     folder.mkdir()
     (folder / "settings.txt").write_text(f"grid_size: 15\nspace: {space}\n")
-    np.savez_compressed(folder / "atlas.npz", metric_names=np.array(["icons/judge_agreement", "icons/network_agreement"]),
+    np.savez_compressed(folder / "atlas.npz", metric_names=np.array(["atlas/icons/judge_agreement", "atlas/icons/network_agreement"]),
                         metric_values=np.array([judge, network]))
 
 

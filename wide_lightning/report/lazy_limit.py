@@ -36,7 +36,7 @@ from wide_lightning.report.runs import SEED_KEY, UNREADABLE, ReportError, Run
 #: end-of-training callback write them there): the hidden state, its classifier-subspace projection and the
 #: untrained network of the same width (``--control untrained``), the floor.
 ATLAS_KINDS = ("hidden", "classifier_subspace", "untrained")
-ATLAS_MEASURES = {"judge": "icons/judge_agreement", "network": "icons/network_agreement"}
+ATLAS_MEASURES = {"judge": "atlas/icons/judge_agreement", "network": "atlas/icons/network_agreement"}
 MOVEMENT = "base/movement/relative"
 HEAD_SPAN = "base/movement/relative_trained_head_span"
 PATTERNS = "base/movement/unchanged_patterns"
