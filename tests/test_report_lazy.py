@@ -110,3 +110,17 @@ def test_an_unreadable_summary_is_missing_and_fails_strict(tmp_path):
     assert sorted(result.points[("ntk", 1024)]) == [0]  # the readable seed only
     with pytest.raises(SystemExit, match="--strict: 1 planned or failed run"):
         report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy"), strict=True)
+
+
+def test_runs_of_another_learning_rate_are_a_series_of_their_own_not_averaged(tmp_path):
+    write_runs(tmp_path / "runs/a", {"ntk": (2.0, -0.3)}, [256, 1024, 4096])
+    write_runs(tmp_path / "runs/b", {"ntk": (1.0, -0.5)}, [256, 1024, 4096])
+    for path in (tmp_path / "runs").rglob("summary.json"):
+        summary = json.loads(path.read_text())
+        summary["lr"] = 3.16 if "/a/" in str(path) else 0.316
+        path.write_text(json.dumps(summary))
+    result = report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy"))
+    assert result.parameterizations == ["ntk (lr 0.316)", "ntk (lr 3.16)"]
+    assert result.exponent("ntk (lr 3.16)")[0] == pytest.approx(-0.3)
+    assert result.exponent("ntk (lr 0.316)")[0] == pytest.approx(-0.5)
+    assert len(result.points[("ntk (lr 0.316)", 1024)]) == 2  # its two seeds, and none of the other rate's

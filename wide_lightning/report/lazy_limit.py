@@ -23,7 +23,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -109,7 +109,8 @@ class LazyLimit:
     @property
     def parameterizations(self) -> list[str]:
         order = list(PREDICTED_EXPONENT)
-        return sorted({p for p, _ in self.points}, key=lambda p: (order.index(p) if p in order else len(order), p))
+        return sorted({p for p, _ in self.points}, key=lambda p: (
+            order.index(parameterization_of(p)) if parameterization_of(p) in order else len(order), p))
 
     def widths(self, parameterization: str) -> list[int]:
         return sorted(w for p, w in self.points if p == parameterization and self.points[(p, w)])
@@ -131,7 +132,7 @@ class LazyLimit:
         lines = [f"lazy limit, depth {self.depth}: relative movement ~ width^a over widths >= {self.min_width}"]
         for p in self.parameterizations:
             fitted = self.exponent(p)
-            predicted = PREDICTED_EXPONENT.get(p)
+            predicted = PREDICTED_EXPONENT.get(parameterization_of(p))
             theory = f" (theory {predicted:+.1f})" if predicted is not None else ""
             lines.append(f"  {p}: " + (f"a = {fitted[0]:+.3f} +- {fitted[1]:.3f}{theory}" if fitted else
                                          "fewer than two widths: no exponent") + f"; widths {self.widths(p)}")
@@ -143,6 +144,34 @@ class LazyLimit:
                         f"{kind.replace('_', ' ')} {v:.1%}" for kind, v in judged.items() if math.isfinite(v)))
         lines += [f"missing: {m}" for m in self.missing] or ["missing: none"]
         return "\n".join(lines + self.notes)
+
+
+#: What makes two runs of one parameterization and width different experiments rather than replicates.
+SERIES_SETTINGS = ("lr", "max_epochs")
+
+
+def parameterization_of(series: str) -> str:
+    """``ntk`` for the series ``ntk`` and ``ntk (lr 0.316)``."""
+    return series.split(" (", 1)[0]
+
+
+def series_names(runs: list[Run]) -> Callable[[Run], str]:
+    """Each run's series: its parameterization, plus the ``SERIES_SETTINGS`` that differ among that
+    parameterization's runs (``ntk (lr 0.316)``), so that runs of another learning rate or training length are
+    drawn and fitted as a series of their own, never averaged with the others."""
+    differing: dict[str, list[str]] = {}
+    for p in {r.parameterization or "standard" for r in runs}:
+        values = {key: {r.settings.get(key) for r in runs if (r.parameterization or "standard") == p}
+                  for key in SERIES_SETTINGS}
+        differing[p] = [key for key in SERIES_SETTINGS if len(values[key]) > 1]
+
+    def name(run: Run) -> str:
+        p = run.parameterization or "standard"
+        parts = [f"lr {run.settings.get('lr'):g}" if key == "lr" and isinstance(run.settings.get("lr"), (int, float))
+                 else f"{key.replace('_', ' ')} {run.settings.get(key)}" for key in differing.get(p, [])]
+        return f"{p} ({', '.join(parts)})" if parts else p
+
+    return name
 
 
 def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
@@ -158,6 +187,7 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
     depth = depth if depth is not None else (depths[0] if depths else None)
     result = LazyLimit(depth=depth, points={}, min_width=min_width,
                        missing=[f"unreadable: {r.source}: {r.error}" for r in unreadable])
+    name = series_names([r for r in measured if r.finished and r.depth == depth])
     failed: set[tuple[str, int, int | None]] = set()
     for run in sorted(measured, key=lambda r: r.time):
         if run.depth != depth or run.width is None:
@@ -169,18 +199,21 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
             continue
         if Path(run.source).name == "summary.json":  # a run's own folder: its atlases are the folders beside it
             run.metrics.update(atlas_metrics(run.source))
-        seeds = result.points.setdefault((run.parameterization or "standard", run.width), {})
+        seeds = result.points.setdefault((name(run), run.width), {})
         if run.seed in seeds:
             result.notes.append(f"duplicate: {run.describe('width')} replaces {seeds[run.seed].source}")
         seeds[run.seed] = run  # the newest run of a point is kept
     if planned:
         for p in planned.parameterizations:
+            # the sweep plans one rate per parameterization: its series is the plain name, or the one variant
+            variants = sorted({q for q, _ in result.points if parameterization_of(q) == p})
+            series = p if p in variants or len(variants) != 1 else variants[0]
             for w in planned.widths:
-                have = result.points.get((p, w)) or {}
+                have = result.points.get((series, w)) or {}
                 lost = [s for s in planned.seeds if s not in have and (p, w, s) not in failed]
                 if lost:
                     result.missing.append(f"not run: {p} width={w} seed(s) {lost}")
-                result.points.setdefault((p, w), have)
+                result.points.setdefault((series, w), have)
     if not any(result.points.values()):
         raise ReportError("no finished run with movement/relative (a fit with wide_lightning.movement.FeatureMovement) "
                           f"at depth {depth}.")
@@ -244,6 +277,15 @@ def write_lazy_csv(result: LazyLimit, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def colour_of(series: str, every: list[str]) -> str:
+    """The parameterization's colour; a second series of it (another rate) a darker shade of the same hue."""
+    from matplotlib.colors import to_rgb
+
+    base = COLORS.get(parameterization_of(series), "tab:gray")
+    shade = [q for q in every if parameterization_of(q) == parameterization_of(series)].index(series)
+    return base if shade == 0 else tuple(c * 0.55 ** shade for c in to_rgb(base))
+
+
 def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     """Four panels against width (log axis): relative movement (log-log, with the fitted exponent), the share of
     unchanged ReLU patterns and CKA, the atlases' recognizability (hidden state, classifier subspace, untrained
@@ -253,9 +295,9 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
 
     figure = Figure(figsize=(17.0, 4.0), layout="constrained")
     FigureCanvasAgg(figure)
-    movement, patterns, atlases, accuracy = figure.subplots(1, 4)
+    movement, patterns, atlases, accuracy = figure.subplots(1, 4, sharex=True)  # one width axis for all four
     for p in result.parameterizations:
-        widths, color = result.widths(p), COLORS.get(p, "tab:gray")
+        widths, color = result.widths(p), colour_of(p, result.parameterizations)
 
         def curve(axes: Any, metric: str, **style: Any) -> None:
             stats = [result.stats(p, w, metric) for w in widths]
@@ -270,7 +312,7 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
             f"{p}: a = {fitted[0]:+.2f}" if fitted else p)
         curve(movement, MOVEMENT, label=label + " (hidden state)")
         curve(movement, HEAD_SPAN, linestyle="--", label=f"{p} (classifier subspace)")
-        predicted = PREDICTED_EXPONENT.get(p)
+        predicted = PREDICTED_EXPONENT.get(parameterization_of(p))
         fitted_widths = [w for w in widths if w >= result.min_width and math.isfinite(result.stats(p, w, MOVEMENT)[0])]
         if predicted is not None and fitted_widths:  # theory's slope through the narrowest fitted point
             anchor, level = fitted_widths[0], result.stats(p, fitted_widths[0], MOVEMENT)[0]
@@ -298,6 +340,7 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     movement.set_title(f"How far the features moved (depth {result.depth})")
     patterns.set_title("Unchanged since initialization")
     atlases.set_ylabel("icons the judge names as their cell's class")
+    atlases.set_ylim(0.0, 1.05)  # a share: its whole range, so one point does not fill the panel
     atlases.set_title("Atlas recognizability")
     accuracy.set_title("Original task" + ("" if not result.missing else " (incomplete: see .missing.txt)"))
     figure.savefig(path, dpi=150)
