@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from tests.conftest import REPO
+from tests.test_atlas_pipeline import trained  # noqa: F401 - a fixture
 from wide_lightning.atlas import AtlasSettings, build_atlas, memory
 from wide_lightning.atlas.collect import ActivationSet
 from wide_lightning.atlas.memory import (
@@ -220,15 +221,8 @@ def test_the_fit_command_ends_in_the_refusal(fake_data_dir, little_memory, monke
 
 
 @pytest.fixture()
-def checkpoint(mnist, tmp_path):
-    seed_everything(0)
-    model = ConvClassifier(num_classes=10, input_shape=(1, 28, 28), width=12, conv_channels=4, lr=0.05)
-    trainer = Trainer(logger=False, enable_checkpointing=False, max_epochs=1, limit_train_batches=1,
-                      limit_val_batches=1, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=mnist)
-    path = tmp_path / "run" / "checkpoints" / "model.ckpt"
-    trainer.save_checkpoint(path)
-    return path
+def checkpoint(trained):
+    return trained[1]  # the atlas pipeline tests' tiny trained conv net, saved as a run's checkpoint
 
 
 def test_the_command_refuses_before_collecting_activations(checkpoint, little_memory, monkeypatch, capsys):
