@@ -224,7 +224,10 @@ def study_network(name: str, checkpoint: str, args: argparse.Namespace, variants
                                device=device)
     labels = {k: v.numpy() for k, v in acts.labels.items()}
     activations = acts.activations.numpy()
-    base = AtlasSettings.from_preset("lucid_notebook", seed=args.seed)
+    # the study's grid from the start: the UMAP layout below is gridded too, and 15 x 15 cells with more than 10
+    # points each may keep none of a small subset (the test's 300 points), whatever the variants ask
+    base = AtlasSettings.from_preset("lucid_notebook", seed=args.seed, grid_size=args.grid_size,
+                                     min_density=args.min_density)
     cached = Path(args.out) / f"{name}_layout.npy"  # the seeded UMAP layout, kept for reruns of the study
     if cached.is_file() and len(xy := np.load(cached)) == len(activations):
         print(f"# {name}: UMAP layout from {cached}")

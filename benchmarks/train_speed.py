@@ -207,7 +207,7 @@ def run_reported(variant: str, args: argparse.Namespace) -> dict:
     """One timed run, its row printed at once (a later variant's crash or a time limit loses nothing)."""
     try:
         result = run(variant, args)
-        del result["trainer"]  # the table needs the numbers only; the next variant gets the memory back
+        result.pop("trainer", None)  # the table needs the numbers only; the next variant gets the memory back
     except Exception as error:  # noqa: BLE001 - a failed variant is a row of the table, not the end of the run
         result = {"variant": variant, "seconds": float("nan"), "steps": 0, "val_acc": float("nan"),
                   "error": f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"}

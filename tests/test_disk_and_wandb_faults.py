@@ -28,6 +28,21 @@ from wide_lightning.errors import DEBUG_ENV
 from wide_lightning.files import AtomicCheckpointIO, DiskFull, NoAccess, SpaceReserve
 from wide_lightning.loggers import REACH_TIMEOUT_ENV, WandbLogger
 
+
+@pytest.fixture(autouse=True)
+def no_wandb_state_leaks():
+    """wandb keeps a process-wide singleton (its settings, a key it was given) and writes variables of its own;
+    a later test in the same worker must find neither, or it starts online."""
+    saved = dict(os.environ)
+    yield
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=1)
+    wandb.teardown()
+    os.environ.clear()
+    os.environ.update(saved)
+
 #: What torch's zip writer raises when the disk fills under ``torch.save`` (not an OSError, no ENOSPC).
 TORCH_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 422464 vs 422356"
 
