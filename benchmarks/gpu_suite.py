@@ -160,7 +160,7 @@ def conv_net_fit(args: argparse.Namespace, workdir: Path) -> Measurement:
     return Measurement(
         sizes=f"n={sizes.conv_width}, batch 128, {sizes.epochs} epoch(s){batches_note(sizes)}; "
               f"ours: {OURS_LABEL[args.device]}, plain: DataLoader + Trainer",
-        seconds=f"ours {ours_seconds:.1f}, plain {plain_seconds:.1f} ({plain_seconds / ours_seconds:.2f}x)",
+        seconds=f"ours {ours_seconds:.3g}, plain {plain_seconds:.3g} ({plain_seconds / ours_seconds:.2f}x)",
         result=f"test acc ours {ours_accuracy:.4f}, plain {plain_accuracy:.4f}")
 
 
