@@ -60,6 +60,11 @@ NEARLY_FULL_BYTES = 1 << 20
 DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
+def is_remote(path: Any) -> bool:
+    """A path with a scheme (``s3://...``): fsspec's to write, with no local folder to check or reserve."""
+    return "://" in str(path)
+
+
 def human_bytes(n: int) -> str:
     """``3.8 MB``, ``64.0 KB``, ``512 bytes``."""
     if n < 1024:
@@ -322,7 +327,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
-        if storage_options is not None or "://" in str(path):
+        if storage_options is not None or is_remote(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         with atomic_path(path, needed_bytes=lambda: tensor_bytes(checkpoint)) as temporary:

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.data.base import DATA_ENV, dataset_of
-from wide_lightning.files import SpaceReserve, check_readable_folder, check_writable_folder, write_text
+from wide_lightning.files import SpaceReserve, check_readable_folder, check_writable_folder, is_remote, write_text
 from wide_lightning.interruption import Interrupted, received
 from wide_lightning.loggers import finish_wandb_run, unused_path
 from wide_lightning.tasks.base import Diverged
@@ -39,7 +39,7 @@ def check_data_folders(datamodule: Any) -> None:
             folders.append(datamodule.root)
         except Exception:  # noqa: BLE001 (the data module says what is wrong with its settings when it loads)
             pass
-    for folder in dict.fromkeys(f for f in folders if _local(f)):
+    for folder in dict.fromkeys(f for f in folders if f is not None and not is_remote(f)):
         check_readable_folder(folder, "the data folder", "--data.data_dir", f" (or {DATA_ENV}=DIR)")
 
 
@@ -90,10 +90,6 @@ class KeepRoomForTheRecord(Callback):
             self.reserve.keep()
 
 
-def _local(path: Any) -> bool:
-    return path is not None and "://" not in str(path)
-
-
 class RunRecord:
     """The record of one ``fit`` of ``model`` on ``datamodule`` by ``trainer``, from the resolved ``config``.
 
@@ -109,7 +105,7 @@ class RunRecord:
         check_data_folders(datamodule)
         root = trainer.default_root_dir
         self.reserve: SpaceReserve | None = None
-        if _local(root):
+        if root is not None and not is_remote(root):
             check_writable_folder(root, "the run folder", "--trainer.default_root_dir",
                                   "; nothing was trained, and no summary.json was written (it goes in that folder)")
             members = len(getattr(model, "member_names", None) or [model])
@@ -129,7 +125,7 @@ class RunRecord:
         best = callback.best_model_path if callback is not None else ""
         last = callback.last_model_path if callback is not None else ""
         # a save that failed (a full disk) has already named its file: the record names only files there are
-        best, last = (path if not _local(path) or os.path.exists(path) else "" for path in (best, last))
+        best, last = (path if is_remote(path) or os.path.exists(path) else "" for path in (best, last))
         weights = {"test": {"reads": "best", "checkpoint": best} if best else {"reads": "last epoch", "checkpoint": last}}
         if any(isinstance(c, ActivationAtlas) for c in trainer.callbacks):  # it runs on the weights at the end of fit
             weights["atlas"] = {"reads": "last epoch", "checkpoint": last}

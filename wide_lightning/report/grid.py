@@ -53,15 +53,20 @@ def _config_of_sweep(config: dict[str, Any], sweep_path: Path) -> dict[str, Any]
     return None
 
 
+def read_sweep(sweep: str | os.PathLike) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """A W&B sweep file, and every key it sets with the values its grid takes (a fixed ``value`` as one)."""
+    try:
+        config = yaml.safe_load(Path(sweep).read_text()) or {}
+    except OSError as error:
+        raise ReportError(f"cannot read the sweep {sweep}: {error}") from error
+    parameters = config.get("parameters") or {}
+    return config, {key: _grid_values(key, spec, str(sweep)) for key, spec in parameters.items()}
+
+
 def expected_grid(sweep: str | os.PathLike, x: str = "auto") -> Grid:
     """The (x, seed) grid of a Figure 4 sweep (``sweeps/figure4_*.yaml``), and its dataset and model from the config it runs."""
     path = Path(sweep)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ReportError(f"cannot read the sweep {sweep}: {error}") from error
-    parameters = (config or {}).get("parameters") or {}
-    swept = {key: _grid_values(key, spec, str(sweep)) for key, spec in parameters.items()}
+    config, swept = read_sweep(path)
     names = [name for name, key in SWEEP_KEYS.items() if key in swept]
     if len(names) != 1:
         raise ReportError(f"{sweep}: a Figure 4 sweep varies exactly one of {sorted(SWEEP_KEYS.values())}; "

@@ -29,7 +29,7 @@ import yaml
 
 from wide_lightning.report.command import loaded_runs, output_paths, shell_style, write_text
 from wide_lightning.report.figure4 import mean_std
-from wide_lightning.report.grid import _grid_values
+from wide_lightning.report.grid import read_sweep
 from wide_lightning.report.runs import SEED_KEY, UNREADABLE, ReportError, Run
 
 #: The atlases of a run, read from the folders beside its ``summary.json`` (``wide-lightning-atlas`` and the
@@ -74,12 +74,7 @@ class Planned:
 
 def planned_points(sweep: str | os.PathLike) -> Planned:
     """The grid of a lazy-limit sweep (``sweeps/lazy_limit_*.yaml``); values it fixes come from its ``value``."""
-    try:
-        config = yaml.safe_load(Path(sweep).read_text()) or {}
-    except OSError as error:
-        raise ReportError(f"cannot read the sweep {sweep}: {error}") from error
-    parameters = config.get("parameters") or {}
-    values = {key: _grid_values(key, spec, str(sweep)) for key, spec in parameters.items()}
+    _, values = read_sweep(sweep)
     if "model.init_args.width" not in values:
         raise ReportError(f"{sweep}: a lazy-limit sweep varies model.init_args.width; it has {sorted(values)}.")
     parameterizations = [str(v) for v in values.get("model.init_args.parameterization", [])]
