@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -57,3 +58,20 @@ def real_mnist_dir() -> Path | None:
         if candidate and any((Path(candidate) / "MNIST" / "raw").glob("train-images-idx3-ubyte*")):
             return Path(candidate)
     return None
+
+
+def run_folders(root: str | os.PathLike) -> list[Path]:
+    """The run folders a ``fit`` made under its ``--trainer.default_root_dir`` (``run_folder.py``)."""
+    return sorted(p.parent for p in Path(root).glob("*/run.json"))
+
+
+def newest_summary(root: str | os.PathLike) -> dict:
+    """The newest ``summary*.json`` of the runs under ``root``, with ``run_folder`` added (its paths are relative to it)."""
+    files = sorted(Path(root).glob("*/summary*.json"), key=os.path.getmtime)
+    assert files, f"no summary under {root}: {sorted(str(p) for p in Path(root).rglob('*'))}"
+    return {**json.loads(files[-1].read_text()), "run_folder": str(files[-1].parent)}
+
+
+def checkpoint_file(summary: dict, which: str = "last") -> Path:
+    """The checkpoint a summary names (``best``/``last``), as a path from here."""
+    return Path(summary["run_folder"]) / summary["checkpoints"][which]

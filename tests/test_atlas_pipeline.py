@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_folders
 from wide_lightning.activations import LayerNotFoundError, layer_reader
 from wide_lightning.atlas import AtlasSettings, build_atlas
 from wide_lightning.atlas.collect import collect_activations
@@ -241,13 +241,14 @@ def test_callback_logs_to_wandb_and_writes_the_run_directory(fake_data_dir, monk
     atlases = [c for c in cli.trainer.callbacks if isinstance(c, ActivationAtlas)]
     assert len(atlases) == 1 and atlases[0].settings.grid_size == 4  # the config's callback, overridden
     callback = atlases[0]
-    assert callback.error is None and callback.directory == tmp_path / "runs/mnist/conv_n20/atlas"
+    [run] = run_folders(tmp_path / "runs/mnist/conv_n20")
+    assert callback.error is None and callback.directory == run / "atlas"
     assert (callback.directory / "atlas.npz").is_file()
-    media = list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/images/atlas/*.png"))
+    media = list((run / "wandb").glob("offline-run-*/files/media/images/atlas/*.png"))
     assert {p.name.split("_")[0] for p in media} >= {"atlas", "panel", "neurons", "umap"}
     # the cells as a W&B table, one row per cell, written in the offline run: the run records it, and W&B
     # stages the table with its images as the run's artifact, which `wandb sync` uploads
-    assert list((tmp_path / "runs/mnist/conv_n20/wandb").glob("offline-run-*/files/media/table/atlas/cells_*.json"))
+    assert list((run / "wandb").glob("offline-run-*/files/media/table/atlas/cells_*.json"))
     staged = [json.loads(f.read_bytes()) for f in (tmp_path / "wandb_data").rglob("*") if f.is_file()
               and f.read_bytes()[:16] == b'{"_type": "table']
     tables = [t for t in staged if "icon" in t["columns"]]  # W&B may stage more than one copy
@@ -281,7 +282,7 @@ def test_a_failed_atlas_keeps_the_checkpoint_and_the_test(fake_data_dir, monkeyp
                          "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
                          "--trainer.limit_test_batches=2", "--trainer.enable_progress_bar=false",
                          "--trainer.logger=false", "--model.init_args.conv_channels=4"])
-    root = tmp_path / "runs/mnist/conv_n20"
+    [root] = run_folders(tmp_path / "runs/mnist/conv_n20")
     assert (root / "checkpoints" / "last.ckpt").is_file()
     assert "renderer exploded" in (root / "atlas" / "atlas_error.txt").read_text()
     assert "test/acc" in cli.trainer.callback_metrics

@@ -102,7 +102,8 @@ def test_fit_tests_the_best_checkpoint_and_resumes_from_last(data_env, tmp_path)
     config = str(REPO / "configs/mnist/conv_n20.yaml")
     common = ["--config", config, *QUICK, "--trainer.logger=false", "--model.init_args.conv_channels=4"]
     first = build_cli(["fit", *common, "--trainer.max_epochs=1"])
-    checkpoints = tmp_path / "runs/mnist/conv_n20/checkpoints"
+    checkpoints = Path(first.trainer.default_root_dir).resolve() / "checkpoints"
+    assert checkpoints.parent.parent == tmp_path / "runs/mnist/conv_n20"  # the config's root, a folder per run
     last = checkpoints / "last.ckpt"
     assert last.is_file() and first.trainer.global_step == 2
     assert first.trainer.checkpoint_callback.best_model_path.startswith(str(checkpoints))
@@ -118,7 +119,7 @@ def test_last_checkpoint_is_the_latest_epoch_even_when_the_best_is_older(data_en
     cli = build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/mlp_shift.yaml"), *QUICK,
                      "--trainer.logger=false", "--trainer.max_epochs=3", "--model.init_args.n_max=16",
                      "--model.init_args.lr=1e-12", "--data.init_args.train_digits=20"])  # val/acc never improves
-    checkpoints = tmp_path / "runs/translated_mnist/mlp_shift/checkpoints"
+    checkpoints = Path(cli.trainer.default_root_dir) / "checkpoints"
     assert [p.name for p in checkpoints.glob("epoch*.ckpt")] == [Path(cli.trainer.checkpoint_callback.best_model_path).name]
     best = torch.load(cli.trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=False)
     last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
@@ -131,8 +132,8 @@ def test_wandb_offline_runs_keep_their_resolved_config_and_do_not_clash(data_env
     args = ["fit", "--config", config, *QUICK, "--trainer.max_epochs=1", "--model.init_args.depth=2",
             "--model.init_args.width=16"]
     build_cli(args)
-    build_cli(args)  # a second run into the same save_dir: Lightning's stock SaveConfigCallback fails here
-    runs = sorted((tmp_path / "runs/translated_mnist/mlp_shift/wandb").glob("offline-run-*"))
+    build_cli([*args, "--ckpt_path=last", "--trainer.max_epochs=2"])  # a second fit into the same run folder
+    runs = sorted((tmp_path / "runs/translated_mnist/mlp_shift").glob("*/wandb/offline-run-*"))
     assert len(runs) == 2
     for run in runs:
         saved = yaml.safe_load((run / "files" / "lightning_config.yaml").read_text())
@@ -144,9 +145,9 @@ def test_config_is_kept_without_wandb_and_never_overwritten(data_env, tmp_path):
     args = ["fit", "--config", str(REPO / "configs/mnist/conv_n20.yaml"), *QUICK, "--trainer.max_epochs=1",
             "--model.init_args.conv_channels=4", "--trainer.logger=false"]
     build_cli(args)
-    build_cli(args)
-    root = tmp_path / "runs/mnist/conv_n20"
-    assert (root / "config.yaml").is_file() and (root / "config-v1.yaml").is_file()
+    build_cli([*args, "--ckpt_path=last", "--trainer.max_epochs=2"])  # the run resumed: its config kept beside
+    [root] = (tmp_path / "runs/mnist/conv_n20").glob("*/run.json")
+    assert (root.parent / "config.yaml").is_file() and (root.parent / "config-v1.yaml").is_file()
 
 
 def test_data_links_into_the_model(data_env):
@@ -199,12 +200,17 @@ def test_cifar100_probe_pipeline_end_to_end(data_env, tmp_path):
                       "--trainer.max_epochs=1", "--model.init_args.width=16", "--model.init_args.conv_channels=4",
                       "--trainer.logger=false"])
     assert isinstance(base.datamodule, CIFAR100CoarseDataModule) and base.model.net.head.out_features == 3
-    last = tmp_path / "runs/cifar100_coarse/conv_n2000/checkpoints/last.ckpt"
+    last = Path(base.trainer.default_root_dir).resolve() / "checkpoints/last.ckpt"
     probe = build_cli(["fit", "--config", str(REPO / "configs/cifar100_coarse/probe_fine.yaml"), *QUICK,
                        "--trainer.max_epochs=2", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
                        "--trainer.logger.init_args.save_dir=csv"])
     assert probe.model.net.head.out_features == 15
-    assert str(last) == str(tmp_path / probe.model.hparams.backbone_checkpoint)
+    # the config names runs/cifar100_coarse/conv_n2000/checkpoints/last.ckpt: the one run under that root has it
+    assert probe.model.hparams.backbone_checkpoint == "runs/cifar100_coarse/conv_n2000/checkpoints/last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    frozen = probe.model.net.state_dict()
+    shared = [k for k in saved if k.startswith("net.features.")]
+    assert shared and all(any(torch.equal(saved[k], v) for v in frozen.values()) for k in shared)  # its weights
     rows = list(csv.DictReader(open(next((tmp_path / "csv").rglob("metrics.csv")))))
     best = [float(r["test/acc_best"]) for r in rows if r.get("test/acc_best")]
     per_epoch = [float(r["test/acc"]) for r in rows if r.get("test/acc") and r.get("epoch") in ("0", "1")]

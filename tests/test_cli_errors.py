@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_folders
 from wide_lightning.atlas import command as atlas_command
 from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.cli import main
@@ -274,6 +274,17 @@ def test_atlas_reads_the_data_folder_the_run_used(data_env, tmp_path, monkeypatc
     assert len(datamodule.dataset("train")) > 0
 
 
+def test_the_data_variable_wins_over_the_folder_the_run_used(data_env, tmp_path, monkeypatch, capsys):
+    """The missing-file errors advise WIDE_LIGHTNING_DATA: set, it is the folder read, even if the recorded one exists."""
+    main(["fit", "--config", CONFIG, *QUICK, "--model.init_args.conv_channels=2", f"--trainer.default_root_dir={tmp_path}/run"])
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    monkeypatch.setenv(DATA_ENV, str(copy))
+    datamodule = read_checkpoint(tmp_path / "run/checkpoints/last.ckpt").build_datamodule()
+    assert datamodule.data_dir.resolve() == copy.resolve() and data_env.resolve() != copy.resolve()
+    assert f"atlas: MNIST from {copy.resolve()}" in capsys.readouterr().out
+
+
 def test_an_inf_condition_number_is_explained():
     lines = atlas_command.metric_lines({"atlas/whitening_log10_cond": float("inf"), "atlas/width": 20.0})
     assert "dead units" in lines[0] and lines[1] == "atlas/width = 20"
@@ -291,7 +302,7 @@ def test_the_closing_block_names_the_atlas_and_the_noise_is_gone(data_env, tmp_p
           "--trainer.callbacks.init_args.steps=2", "--trainer.callbacks.init_args.neurons=0",
           "--trainer.callbacks.init_args.reducer=pca", "--trainer.callbacks.init_args.max_points=300"])
     printed = caplog.text + "\n".join(capsys.readouterr())
-    assert f"atlas: {tmp_path}/run/atlas" in printed
+    assert f"atlas: {run_folders(tmp_path / 'run')[0]}/atlas" in printed
     # the loggers that used to print the noise are captured: their other lines are here
     assert "GPU available" in printed and "Total params" in printed
     for noise in ("litlogger", "Total Flops", "LeafSpec", "anonymous setting"):

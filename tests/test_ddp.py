@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_folders
 from wide_lightning.atlas.command import atlas as atlas_command
 from wide_lightning.data.base import DATA_ENV
 
@@ -38,7 +38,7 @@ def _wide_lightning(arguments: list[str], cwd, fake_data_dir) -> subprocess.Comp
 def test_ddp_fit_gathers_one_activation_per_training_example(fake_data_dir, tmp_path):
     result = _wide_lightning(MNIST_DDP_FIT, tmp_path, fake_data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    root = tmp_path / "runs/mnist/conv_n20"
+    [root] = run_folders(tmp_path / "runs/mnist/conv_n20")  # one folder: the second process wrote into the first's
     saved = np.load(root / "atlas" / "atlas.npz")
     n_train = 12_000 - 10_001  # odd: the DistributedSampler pads one duplicate, which must be dropped
     assert len(saved["label_digit"]) == n_train == len(saved["xy"])
@@ -61,7 +61,7 @@ def test_ddp_atlas_failing_on_rank_0_leaves_no_rank_waiting_and_keeps_the_run(fa
     the run tests its best checkpoint and ends normally, and the error is on disk."""
     result = _wide_lightning([*MNIST_DDP_FIT, "--trainer.callbacks.init_args.min_density=5000"], tmp_path, fake_data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    root = tmp_path / "runs/mnist/conv_n20"
+    [root] = run_folders(tmp_path / "runs/mnist/conv_n20")
     assert "no cell of the 5x5 grid has more than min_density=5000" in (root / "atlas" / "atlas_error.txt").read_text()
     assert "ActivationAtlas failed" in result.stderr + result.stdout
     summary = json.loads((root / "summary.json").read_text())
@@ -80,7 +80,8 @@ def test_ddp_run_on_the_resident_path_resumes_from_last(fake_data_dir, tmp_path)
     first = _wide_lightning([*command, "--trainer.max_epochs=1"], tmp_path, fake_data_dir)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "training batches from device memory (64 per process x 2 processes)" in first.stderr + first.stdout
-    last = tmp_path / "runs/translated_mnist/mlp_shift/checkpoints/last.ckpt"
+    [root] = run_folders(tmp_path / "runs/translated_mnist/mlp_shift")
+    last = root / "checkpoints/last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 3
     resumed = _wide_lightning([*command, "--trainer.max_epochs=2", "--ckpt_path=last"], tmp_path, fake_data_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -112,7 +113,7 @@ def _transfer_summaries(config: str, fake_data_dir, root, devices: int) -> dict[
                "--data.init_args.placement=device", f"--trainer.default_root_dir={root}"]
     result = _wide_lightning(command, root.parent, fake_data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {path.name: json.loads(path.read_text()) for path in root.glob("summary*.json")}
+    return {path.name: {**json.loads(path.read_text()), "run_folder": path.parent} for path in root.glob("*/summary*.json")}
 
 
 def _epoch_metrics(record: dict) -> set[str]:
@@ -146,8 +147,8 @@ def test_ddp_transfer_run_matches_one_process(config, fake_data_dir, tmp_path):
             for metric in metrics:
                 assert double[stage][metric] == pytest.approx(single[stage][metric], abs=1e-5), (name, stage, metric)
         for stage, path in (("base", single["checkpoints"]["best"]), ("probe", single["probe"]["checkpoint"])):
-            weights_one = torch.load(path, weights_only=False)["state_dict"]
-            weights_two = torch.load(path.replace(str(tmp_path / "one"), str(tmp_path / "two")), weights_only=False)["state_dict"]
+            weights_one = torch.load(single["run_folder"] / path, weights_only=False)["state_dict"]
+            weights_two = torch.load(double["run_folder"] / path, weights_only=False)["state_dict"]
             assert weights_one.keys() == weights_two.keys()
             for key in weights_one:
                 torch.testing.assert_close(weights_two[key], weights_one[key], rtol=1e-4, atol=1e-6, msg=f"{stage} {key}")

@@ -42,6 +42,8 @@ def no_wandb_state_leaks():
     wandb.teardown()
     os.environ.clear()
     os.environ.update(saved)
+    # the service torn down above may be one an earlier test started (its socket named in WANDB_SERVICE)
+    os.environ.pop("WANDB_SERVICE", None)
 
 #: What torch's zip writer raises when the disk fills under ``torch.save`` (not an OSError, no ENOSPC).
 TORCH_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 422464 vs 422356"
@@ -79,9 +81,10 @@ def disk_with(free: int):
 
 
 def run_main(capsys, *args: str, root: str = "runs/faulty") -> tuple[int, list[str]]:
-    """``wide-lightning fit`` on the tiny config: its exit status and its stderr's lines."""
+    """``wide-lightning fit`` on the tiny config into the run folder ``<root>/r``: its exit status and its stderr's lines."""
     with pytest.raises(SystemExit) as exited:
-        main(["fit", "--config", CONFIG, *TINY, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root}", *args])
+        main(["fit", "--config", CONFIG, *TINY, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root}",
+              "--run_name=r", *args])
     return exited.value.code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -165,7 +168,7 @@ def test_a_full_disk_in_a_checkpoint_ends_in_one_sentence_and_a_failed_summary(d
     full, room_during_training = [], []
 
     def save(obj, path, *args, **kwargs):
-        room_during_training.extend(p.stat().st_size for p in Path("runs/faulty").glob(".summary.json.space-*"))
+        room_during_training.extend(p.stat().st_size for p in Path("runs/faulty/r").glob(".summary.json.space-*"))
         Path(path).write_bytes(b"\0" * 100)
         full.append(True)
         raise RuntimeError(TORCH_FULL)
@@ -174,24 +177,24 @@ def test_a_full_disk_in_a_checkpoint_ends_in_one_sentence_and_a_failed_summary(d
     monkeypatch.setattr(shutil, "disk_usage", lambda path: disk_with(2048 if full else 10**11)(path))
     status, err = run_main(capsys, *NO_WANDB)
     assert status == 2
-    assert re.fullmatch(r"no space left on the disk of \S*runs/faulty/checkpoints for epoch000-val_acc[\d.]+\.ckpt: it "
+    assert re.fullmatch(r"no space left on the disk of \S*runs/faulty/r/checkpoints for epoch000-val_acc[\d.]+\.ckpt: it "
                         r"needs about [\d.]+ KB with 2.0 KB free; free some space \(or write elsewhere\) and run "
                         r"again. The partial file was removed.", err[-1]), err[-1]
     assert not any(line.startswith("Traceback") for line in err)
     assert room_during_training == [64 * 1024]  # kept from the start of fit
-    summary = json.loads(Path("runs/faulty/summary.json").read_text())
+    summary = json.loads(Path("runs/faulty/r/summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"] == f"DiskFull: {err[-1]}"
     assert summary["checkpoints"] == {"best": "", "last": ""}  # the file the failed save named is not there
-    assert leftovers("runs/faulty") == [] and list(Path("runs/faulty/checkpoints").glob("*ckpt*")) == []
+    assert leftovers("runs/faulty") == [] and list(Path("runs/faulty/r/checkpoints").glob("*ckpt*")) == []
 
 
 def test_a_disk_without_room_for_the_summary_is_refused_before_training(data_env, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "disk_usage", disk_with(10 * 1024))
     status, err = run_main(capsys, *NO_WANDB, root="runs/full")
     assert status == 2
-    assert err[-1] == ("no space left on the disk of runs/full for summary.json: it needs 64.0 KB with 10.0 KB free; "
+    assert err[-1] == ("no space left on the disk of runs/full/r for summary.json: it needs 64.0 KB with 10.0 KB free; "
                        "free some space (or write elsewhere) and run again.")
-    assert not Path("runs/full/summary.json").exists() and not Path("runs/full/checkpoints").exists()
+    assert not list(Path("runs/full").rglob("summary*.json")) and not list(Path("runs/full").rglob("checkpoints"))
 
 
 def test_the_room_kept_is_real_data_and_leaves_nothing_behind(tmp_path):
@@ -228,31 +231,57 @@ def test_an_unreadable_data_folder_is_one_sentence_before_training(data_env, mon
     assert not Path("runs/faulty/summary.json").exists()
 
 
+def test_a_denied_file_or_sub_folder_of_the_data_is_one_sentence(data_env, monkeypatch, capsys):
+    # the data folder itself is readable; what is inside is not: it used to end in a PermissionError traceback
+    raw = data_env / "MNIST" / "raw"
+    is_file, read_bytes = Path.is_file, Path.read_bytes
+
+    def lookup(path):
+        if path.parent == raw:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return is_file(path)
+    monkeypatch.setattr(Path, "is_file", lookup)
+    status, err = run_main(capsys, *NO_WANDB)
+    assert status == 2
+    assert err[-1] == (f"cannot read {raw} (Permission denied); give yourself read access (chmod -R u+rX {raw}) or point "
+                       f"--data.data_dir=DIR (or {DATA_ENV}=DIR) at a readable copy.")
+    monkeypatch.setattr(Path, "is_file", is_file)
+    images = raw / "train-images-idx3-ubyte"  # the fake data is not compressed
+
+    def read(path):
+        if path == images:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return read_bytes(path)
+    monkeypatch.setattr(Path, "read_bytes", read)
+    status, err = run_main(capsys, *NO_WANDB, root="runs/file")
+    assert status == 2 and err[-1].startswith(f"cannot read {images} (Permission denied); give yourself read access")
+
+
 @pytest.mark.parametrize("logger", [NO_WANDB, []], ids=["no-logger", "wandb"])
 def test_a_read_only_run_folder_is_one_sentence_that_says_there_is_no_summary(data_env, monkeypatch, capsys, logger):
     Path("runs/readonly").mkdir(parents=True)
     real = files._probe_write
-    readonly = Path("runs/readonly")
+    readonly = Path("runs/readonly/r")
     monkeypatch.setattr(files, "_probe_write", lambda folder: _denied(folder)(folder) if Path(folder) == readonly
                         else real(folder))
     status, err = run_main(capsys, *logger, root="runs/readonly")
     assert status == 2
-    assert err[-1] == ("cannot write in the run folder runs/readonly (Permission denied); make it writable (chmod u+w "
-                       "runs/readonly) or give another folder with --trainer.default_root_dir=DIR; nothing was "
+    assert err[-1] == ("cannot write in the run folder runs/readonly/r (Permission denied); make it writable (chmod "
+                       "u+w runs/readonly/r) or give another folder with --trainer.default_root_dir=DIR; nothing was "
                        "trained, and no summary.json was written (it goes in that folder).")
-    assert list(Path("runs/readonly").iterdir()) == []
+    assert [p for p in Path("runs/readonly").rglob("*") if p.is_file()] == []
 
 
 def test_a_run_folder_that_cannot_be_created_names_the_folder_in_the_way(data_env, monkeypatch, capsys):
     def create(folder):
-        if Path(folder) == Path("runs/ro/run"):
-            raise PermissionError(errno.EACCES, "Permission denied", "runs/ro/run")
+        if Path(folder) == Path("runs/ro/run/r"):
+            raise PermissionError(errno.EACCES, "Permission denied", "runs/ro/run/r")
         folder.mkdir(parents=True, exist_ok=True)
     monkeypatch.setattr(files, "_create", create)
     status, err = run_main(capsys, *NO_WANDB, root="runs/ro/run")
     assert status == 2
-    assert err[-1] == ("cannot create the run folder runs/ro/run (Permission denied in runs/ro); make runs/ro writable "
-                       "(chmod u+w runs/ro) or give another folder with --trainer.default_root_dir=DIR; nothing was "
+    assert err[-1] == ("cannot create the run folder runs/ro/run/r (Permission denied in runs/ro/run); make runs/ro/run "
+                       "writable (chmod u+w runs/ro/run) or give another folder with --trainer.default_root_dir=DIR; nothing was "
                        "trained, and no summary.json was written (it goes in that folder).")
 
 
@@ -271,10 +300,10 @@ def test_a_checkpoint_folder_denied_during_training_fails_the_run_in_one_sentenc
     monkeypatch.setattr(files.torch, "save", save)
     status, err = run_main(capsys, *NO_WANDB)
     assert status == 2
-    assert re.fullmatch(r"cannot write epoch000-val_acc[\d.]+\.ckpt in (\S*runs/faulty/checkpoints) \(Permission "
+    assert re.fullmatch(r"cannot write epoch000-val_acc[\d.]+\.ckpt in (\S*runs/faulty/r/checkpoints) \(Permission "
                         r"denied\); make the folder writable \(chmod u\+w \1\) or write elsewhere, and run again.",
                         err[-1]), err[-1]
-    summary = json.loads(Path("runs/faulty/summary.json").read_text())
+    summary = json.loads(Path("runs/faulty/r/summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"] == f"NoAccess: {err[-1]}"
 
 
@@ -298,7 +327,8 @@ def test_a_read_only_run_folder_for_real(data_env, capsys):
         status, err = run_main(capsys, root="runs/readonly")
     finally:
         Path("runs/readonly").chmod(0o755)
-    assert status == 2 and err[-1].startswith("cannot write in the run folder runs/readonly (Permission denied)")
+    assert status == 2 and err[-1].startswith("cannot create the run folder runs/readonly/r (Permission denied in "
+                                              "runs/readonly)")
 
 
 # -- W&B that cannot start ------------------------------------------------------------------------------

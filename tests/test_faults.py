@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, checkpoint_file, newest_summary, run_folders
 from wide_lightning import files
 from wide_lightning.cli import build_cli, main
 from wide_lightning.data import MNIST
@@ -47,7 +47,7 @@ def data_env(fake_data_dir, monkeypatch):
 def fit(*args: str, epochs: int = 2, root: str = "runs/tiny") -> dict:
     build_cli(["fit", "--config", CONFIG, *TINY, f"--trainer.max_epochs={epochs}",
                f"--trainer.default_root_dir={root}", *args])
-    return json.loads(sorted(Path(root).glob("summary*.json"), key=os.path.getmtime)[-1].read_text())
+    return newest_summary(root)
 
 
 # -- resume must be exact ------------------------------------------------------------------------------
@@ -56,23 +56,81 @@ def fit(*args: str, epochs: int = 2, root: str = "runs/tiny") -> dict:
 def test_a_checkpoint_of_another_width_is_refused_not_trained(data_env, tmp_path):
     narrow = fit(*NO_WANDB, "--model.init_args.width=16", epochs=1, root="runs/narrow")
     with pytest.raises(ResumeMismatch) as refused:
-        fit(*NO_WANDB, "--ckpt_path", narrow["checkpoints"]["last"], epochs=2, root="runs/wide")
+        fit(*NO_WANDB, "--ckpt_path", str(checkpoint_file(narrow)), epochs=2, root="runs/wide")
     message = str(refused.value)
     assert "model.init_args.width: checkpoint 16, config 32" in message
     assert "leave out --ckpt_path" in message and "change the config" in message
-    assert not Path("runs/wide/summary.json").exists()  # nothing trained, nothing reported
+    # nothing trained, nothing reported, and the narrow run's folder as it was
+    assert not list(Path("runs/wide").rglob("summary*.json"))
+    assert [p.name for p in Path(narrow["run_folder"]).glob("summary*.json")] == ["summary.json"]
 
 
-def test_ckpt_path_last_with_another_width_gives_the_same_error(data_env, capsys):
+def test_a_checkpoint_of_another_seed_or_trainer_setting_is_refused(data_env):
+    # every setting the result depends on is compared, not only the model's and the data's arguments
+    first = fit(*NO_WANDB, epochs=1)
+    last = str(checkpoint_file(first))
+    with pytest.raises(ResumeMismatch, match=r"seed: checkpoint 0, config 1"):
+        fit(*NO_WANDB, "--seed_everything=1", "--ckpt_path", last, epochs=2)
+    with pytest.raises(ResumeMismatch, match=r"trainer.limit_train_batches: checkpoint 4(\.0)?, config 3(\.0)?"):
+        fit(*NO_WANDB, "--trainer.limit_train_batches=3", "--ckpt_path", last, epochs=2)
+    with pytest.raises(ResumeMismatch, match=r"data.init_args.batch_size: checkpoint \d+, config 7"):
+        fit(*NO_WANDB, "--data.init_args.batch_size=7", "--ckpt_path", last, epochs=2)
+
+
+def test_ckpt_path_last_resumes_only_its_own_run(data_env, capsys):
+    # a seed scan into one root: seed 1's `last` used to resume seed 0's newest checkpoint and overwrite its files
+    seed0 = fit(*NO_WANDB, epochs=1)
+    before = {p: p.read_bytes() for p in Path(seed0["run_folder"]).rglob("*") if p.is_file()}
+    seed1 = fit(*NO_WANDB, "--seed_everything=1", "--ckpt_path=last", epochs=1)
+    assert seed1["seed"] == 1 and seed1["run_folder"] != seed0["run_folder"] and "resumed" not in seed1
+    line = [line for line in capsys.readouterr().err.splitlines() if "nothing to resume" in line]
+    assert line == [f"--ckpt_path last: nothing to resume in {seed1['run_folder']}; training from the start. Other "
+                    f"runs in runs/tiny, not resumed since their settings differ: "
+                    f"{Path(seed0['run_folder']).name} (seed differ)."]
+    resumed = fit(*NO_WANDB, "--ckpt_path=last", epochs=2)  # seed 0 again, 1 epoch more: its own run
+    assert resumed["run_folder"] == seed0["run_folder"] and resumed["seed"] == 0
+    assert resumed["resumed"] == {"checkpoint": "checkpoints/last.ckpt", "epochs_done": 1, "steps_done": 4,
+                                  "max_epochs": {"before": 1, "now": 2}}
+    assert all(p.read_bytes() == content for p, content in before.items() if p.name != "last.ckpt"
+               and not p.name.startswith("epoch"))  # its earlier record and config kept as they were
+    assert len(run_folders("runs/tiny")) == 2
+
+
+def test_a_second_fit_of_a_finished_run_is_refused_not_mixed_in(data_env, capsys):
     fit(*NO_WANDB, epochs=1)
-    with pytest.raises(ResumeMismatch, match="model.init_args.width: checkpoint 32, config 64"):
-        fit(*NO_WANDB, "--model.init_args.width=64", "--ckpt_path=last", epochs=2)
-    with pytest.raises(SystemExit) as exited:
-        main(["fit", "--config", CONFIG, *TINY, *NO_WANDB, "--trainer.default_root_dir=runs/tiny",
-              "--model.init_args.width=64", "--ckpt_path=last"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "size mismatch" not in err and "Traceback" not in err and "width: checkpoint 32, config 64" in err
+    sentence = _refused(capsys, "--trainer.max_epochs=1")
+    folder = run_folders("runs/tiny")[0]
+    assert sentence == (f"{folder} already holds this run (the same settings); resume it with --ckpt_path last, or "
+                        f"start another beside it with --run_name NAME (or move that folder away).")
+    again = fit(*NO_WANDB, "--run_name=again", epochs=1)
+    assert again["run_folder"] == os.path.join("runs/tiny", "again")
+
+
+def test_a_run_folder_in_use_by_another_fit_is_refused(data_env, capsys):
+    folder = Path("runs/tiny/busy")
+    folder.mkdir(parents=True)
+    (folder / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "2026-12-07 02:00:00"}))
+    sentence = _refused(capsys, "--run_name=busy", "--trainer.max_epochs=1")
+    assert sentence.startswith(f"{folder} is in use by another fit (pid 1 on elsewhere, started 2026-12-07 02:00:00); "
+                               f"wait for it to end, or give this fit a folder of its own with --run_name NAME.")
+    # a lock left on this host by a process that is gone is taken over
+    (folder / ".lock").write_text(json.dumps({"host": __import__("socket").gethostname(), "pid": 2 ** 22 + 7}))
+    assert fit(*NO_WANDB, "--run_name=busy", epochs=1)["status"] == "finished"
+    assert not (folder / ".lock").exists()
+
+
+def test_a_moved_run_folder_resumes_and_reports(data_env):
+    first = fit(*NO_WANDB, epochs=1)
+    moved = Path("elsewhere/moved")
+    moved.parent.mkdir()
+    shutil.move(first["run_folder"], moved)
+    with pytest.raises(AssertionError, match="no summary under runs/tiny"):  # it resumes where the folder is now
+        fit(*NO_WANDB, "--ckpt_path", str(moved / "checkpoints" / "last.ckpt"), epochs=2)
+    resumed = newest_summary("elsewhere")
+    assert resumed["status"] == "finished" and resumed["run_folder"] == str(moved)
+    assert resumed["resumed"]["checkpoint"] == "checkpoints/last.ckpt"
+    assert checkpoint_file(resumed, "best").is_file() and checkpoint_file(resumed).is_file()
+    assert torch.load(checkpoint_file(resumed), weights_only=True)["epoch"] == 1
 
 
 def test_a_run_split_2_plus_2_reports_what_the_straight_run_reports(data_env):
@@ -81,14 +139,14 @@ def test_a_run_split_2_plus_2_reports_what_the_straight_run_reports(data_env):
     resumed = fit(*NO_WANDB, "--ckpt_path=last", epochs=4, root="runs/split")
     assert resumed["status"] == straight["status"] == "finished"
     assert resumed["base"] == straight["base"]  # val/acc_best covers epochs 1-4, not only 3-4
-    straight_weights = torch.load(straight["checkpoints"]["last"], weights_only=True)["state_dict"]
-    resumed_weights = torch.load(resumed["checkpoints"]["last"], weights_only=True)["state_dict"]
+    straight_weights = torch.load(checkpoint_file(straight), weights_only=True)["state_dict"]
+    resumed_weights = torch.load(checkpoint_file(resumed), weights_only=True)["state_dict"]
     assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)
 
 
 def test_the_best_so_far_is_in_the_checkpoint(data_env):
     summary = fit(*NO_WANDB, epochs=2)
-    state = torch.load(summary["checkpoints"]["last"], weights_only=True)["state_dict"]
+    state = torch.load(checkpoint_file(summary), weights_only=True)["state_dict"]
     assert float(state["test_acc_best.value"]) == float("-inf")  # no test split in the validation loop: none seen
     assert float(state["val_acc_best.value"]) == pytest.approx(summary["base"]["val/acc_best"])
 
@@ -97,8 +155,7 @@ def test_ckpt_path_last_with_nothing_to_resume_says_so_in_one_line(data_env, cap
     summary = fit(*NO_WANDB, "--ckpt_path=last", epochs=1)
     assert summary["status"] == "finished"
     lines = [line for line in capsys.readouterr().err.splitlines() if "nothing to resume" in line]
-    assert lines == [f"--ckpt_path last: nothing to resume in {os.path.join('runs/tiny', 'checkpoints')}; "
-                     f"training from the start."]
+    assert lines == [f"--ckpt_path last: nothing to resume in {summary['run_folder']}; training from the start."]
 
 
 def test_a_resumed_run_continues_its_wandb_run(data_env):
@@ -120,8 +177,8 @@ def test_the_same_command_twice_gives_the_same_numbers_and_weights(data_env):
     first = fit(*NO_WANDB, epochs=2, root="runs/first")
     second = fit(*NO_WANDB, epochs=2, root="runs/second")
     assert first["base"] == second["base"]
-    a = torch.load(first["checkpoints"]["last"], weights_only=True)["state_dict"]
-    b = torch.load(second["checkpoints"]["last"], weights_only=True)["state_dict"]
+    a = torch.load(checkpoint_file(first), weights_only=True)["state_dict"]
+    b = torch.load(checkpoint_file(second), weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -163,7 +220,7 @@ def test_a_fraction_of_an_epoch_that_is_no_batch_is_refused_before_training(data
     assert match, sentence
     batches, least = int(match.group(1)), float(match.group(2))
     assert int(batches * least) >= 1 and int(batches * 0.001) == 0  # the fraction it advises is at least one batch
-    assert not list(Path("runs/tiny").glob("summary*.json")) and not Path("runs/tiny/checkpoints").exists()
+    assert not list(Path("runs/tiny").rglob("summary*.json")) and not list(Path("runs/tiny").rglob("*.ckpt"))
 
 
 def test_a_probe_of_zero_epochs_is_refused(data_env):
@@ -178,7 +235,7 @@ def test_a_resume_with_nothing_left_to_train_says_so_and_keeps_the_summary(data_
     # it used to train nothing and write a new "finished" summary with max_epochs 1 and the 2-epoch network's accuracy
     fit(*NO_WANDB, epochs=2)
     before = {p.name: p.read_bytes() for p in Path("runs/tiny").rglob("*") if p.is_file()}
-    last = os.path.join("runs/tiny", "checkpoints", "last.ckpt")
+    last = os.path.join(run_folders("runs/tiny")[0], "checkpoints", "last.ckpt")
     for epochs in (1, 2):  # fewer epochs than the checkpoint's, and as many
         sentence = _refused(capsys, f"--trainer.max_epochs={epochs}", "--ckpt_path", "last")
         assert sentence == (f"--ckpt_path {last} has already trained 2 epochs, so --trainer.max_epochs={epochs} leaves "
@@ -200,7 +257,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_epoch(data_env, capsys):
     message = str(diverged.value)
     epoch = int(re.search(r"the training loss of epoch (\d) is nan", message).group(1))
     assert epoch < 4 and "learning rate 1e+06" in message and "--model.init_args.lr=100000" in message
-    summary = json.loads(Path("runs/tiny/summary.json").read_text())
+    summary = newest_summary("runs/tiny")
     assert summary["status"] == "diverged" and summary["error"] == message
     assert "test/acc" not in summary["base"]  # the untrained-by-NaN net is not tested as a result
 
@@ -222,9 +279,9 @@ def test_a_failure_after_training_started_leaves_a_failed_summary_and_the_checkp
     monkeypatch.setattr(MLPClassifier, "on_train_epoch_end", broken)
     with pytest.raises(RuntimeError, match="a bug in epoch 1"):
         fit(*NO_WANDB, epochs=3)
-    summary = json.loads(Path("runs/tiny/summary.json").read_text())
+    summary = newest_summary("runs/tiny")
     assert summary["status"] == "failed" and summary["error"] == "RuntimeError: a bug in epoch 1"
-    assert Path(summary["checkpoints"]["last"]).exists()
+    assert checkpoint_file(summary).exists()
 
 
 def test_sigterm_during_the_probe_is_an_interrupted_transfer_run(data_env, monkeypatch):
@@ -235,9 +292,30 @@ def test_sigterm_during_the_probe_is_an_interrupted_transfer_run(data_env, monke
         build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp.yaml"), *TINY, *NO_WANDB,
                    "--trainer.max_epochs=1", "--probe.max_epochs=3", "--trainer.default_root_dir=runs/transfer"])
     assert exited.value.code == 128 + signal.SIGTERM
-    summary = json.loads(Path("runs/transfer/summary.json").read_text())
+    summary = newest_summary("runs/transfer")
     assert summary["status"] == "interrupted" and summary["interrupted"]["signal"] == "SIGTERM"
     assert "test/acc" in summary["base"]  # the base run had finished and been tested
+    assert summary["interrupted"]["during"] == "probe"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_validation_is_recorded_where_it_arrived(data_env, monkeypatch, signum):
+    # SIGTERM stops the loop at the next training batch; the record used to say "training"
+    from wide_lightning.tasks.classifier import MLPClassifier
+
+    validation_step = MLPClassifier.validation_step
+
+    def step(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 0 and not self.trainer.sanity_checking:
+            os.kill(os.getpid(), signum)
+        return validation_step(self, batch, batch_idx)
+    monkeypatch.setattr(MLPClassifier, "validation_step", step)
+    with pytest.raises(SystemExit) as exited:
+        fit(*NO_WANDB, epochs=3)
+    assert exited.value.code == 128 + signum
+    summary = newest_summary("runs/tiny")
+    assert summary["status"] == "interrupted" and summary["interrupted"]["during"] == "validation"
+    assert summary["interrupted"]["epoch"] in (1, 2)  # SIGTERM: noticed at the next epoch's first batch
 
 
 # -- artifacts are atomic ------------------------------------------------------------------------------
@@ -270,7 +348,7 @@ def test_a_fit_on_a_full_disk_ends_in_one_line_and_keeps_no_partial_file(data_en
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("no space left on the disk of ") and "it needs about" in err[-1]
-    assert list(Path("runs/full/checkpoints").glob("*ckpt*")) == []
+    assert list(Path("runs/full").rglob("*ckpt*")) == []
     assert not [p for p in Path("runs/full").rglob("*") if ".partial-" in p.name]
 
 
@@ -354,45 +432,47 @@ def _wait_for(path_glob: Path, process: subprocess.Popen, timeout: float = 120) 
         time.sleep(0.2)
 
 
-SLOW = ["--model.init_args.width=32", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--trainer.max_epochs=1000", "--trainer.logger=false", "--trainer.callbacks=[]"]
+#: the tiny run, for many epochs (a resume gives the same settings, or it is another run)
+SLOW = [*TINY[:-1], "--trainer.max_epochs=1000", "--trainer.logger=false", "--run_name=r", "--trainer.callbacks=[]"]
 
 
 @pytest.mark.slow
 def test_sigterm_during_fit_checkpoints_says_how_to_resume_and_exits_143(fake_data_dir, tmp_path, monkeypatch):
     process = _start_fit([*SLOW, "--trainer.default_root_dir=runs/t"], tmp_path, fake_data_dir)
-    _wait_for(tmp_path / "runs/t/checkpoints/last.ckpt", process)
+    _wait_for(tmp_path / "runs/t/r/checkpoints/last.ckpt", process)
     time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, out[-3000:]
-    summary = json.loads((tmp_path / "runs/t/summary.json").read_text())
+    summary = json.loads((tmp_path / "runs/t/r/summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["interrupted"]["signal"] == "SIGTERM"
     resume = summary["interrupted"]["resume"]
     assert resume.endswith("--ckpt_path last") and resume in out
     # the resume command picks up where the checkpoint left off (here: one more epoch)
-    epoch = torch.load(tmp_path / "runs/t/checkpoints/last.ckpt", weights_only=True)["epoch"]
+    epoch = torch.load(tmp_path / "runs/t/r/checkpoints/last.ckpt", weights_only=True)["epoch"]
     monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
-    build_cli(["fit", "--config", CONFIG, *SLOW, "--trainer.default_root_dir=runs/t", "--trainer.limit_train_batches=2",
-               "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2", f"--trainer.max_epochs={epoch + 2}",
+    build_cli(["fit", "--config", CONFIG, *SLOW, "--trainer.default_root_dir=runs/t", f"--trainer.max_epochs={epoch + 2}",
                "--ckpt_path", "last"])
-    finished = json.loads(sorted((tmp_path / "runs/t").glob("summary*.json"), key=os.path.getmtime)[-1].read_text())
-    assert finished["status"] == "finished"
-    assert torch.load(finished["checkpoints"]["last"], weights_only=True)["epoch"] == epoch + 1
+    finished = newest_summary(tmp_path / "runs/t")
+    assert finished["status"] == "finished" and finished["resumed"]["epochs_done"] == epoch + 1
+    assert torch.load(checkpoint_file(finished), weights_only=True)["epoch"] == epoch + 1
 
 
 @pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_finishes_the_run(fake_data_dir, tmp_path, monkeypatch):
     process = _start_fit([*SLOW, "--trainer.default_root_dir=runs/k"], tmp_path, fake_data_dir)
-    _wait_for(tmp_path / "runs/k/checkpoints/last.ckpt", process)
+    _wait_for(tmp_path / "runs/k/r/checkpoints/last.ckpt", process)
     time.sleep(0.3)
     process.kill()
     process.communicate(timeout=30)
     assert not [p for p in (tmp_path / "runs/k").rglob("*") if ".partial-" in p.name]  # or removed on next save
-    checkpoint = torch.load(tmp_path / "runs/k/checkpoints/last.ckpt", weights_only=True)  # loadable, whole
+    checkpoint = torch.load(tmp_path / "runs/k/r/checkpoints/last.ckpt", weights_only=True)  # loadable, whole
     monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
-    summary = fit("--trainer.logger=false", "--ckpt_path=last", epochs=checkpoint["epoch"] + 2, root="runs/k")
+    # the lock the killed process left is taken over: that process is gone
+    summary = fit("--trainer.logger=false", "--run_name=r", "--ckpt_path=last", epochs=checkpoint["epoch"] + 2,
+                  root="runs/k")
     assert summary["status"] == "finished" and summary["max_epochs"] == checkpoint["epoch"] + 2
+    assert summary["resumed"]["epochs_done"] == checkpoint["epoch"] + 1
 
 
 @pytest.mark.slow
@@ -402,15 +482,15 @@ def test_sigterm_during_the_atlas_stops_promptly_and_says_how_to_render_it(fake_
     args = [*SLOW[:-1], atlas, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
             "--trainer.limit_val_batches=2", "--trainer.default_root_dir=runs/a"]
     process = _start_fit(args, tmp_path, fake_data_dir)
-    _wait_for(tmp_path / "runs/a/checkpoints/last.ckpt", process)
+    _wait_for(tmp_path / "runs/a/r/checkpoints/last.ckpt", process)
     time.sleep(4)  # into the atlas's rendering
     process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     out, _ = process.communicate(timeout=60)
     assert time.monotonic() - signalled < 15
     assert process.returncode == 128 + signal.SIGTERM, out[-3000:]
-    summary = json.loads((tmp_path / "runs/a/summary.json").read_text())
+    summary = json.loads((tmp_path / "runs/a/r/summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["interrupted"]["during"] == "atlas"
     assert summary["interrupted"]["resume"].startswith("wide-lightning-atlas --checkpoint ")
     assert "wide-lightning-atlas --checkpoint" in out
-    assert not (tmp_path / "runs/a/atlas/atlas.npz").exists()
+    assert not (tmp_path / "runs/a/r/atlas/atlas.npz").exists()

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tests.conftest import checkpoint_file
 from tests.test_faults import NO_WANDB, data_env, fit  # noqa: F401 - data_env is a fixture
 from wide_lightning.movement import (FeatureMovement, head_span_basis, linear_cka, movement_measures,
                                      projected_relative_movement, relative_movement, unchanged_patterns)
@@ -108,8 +109,8 @@ def test_movement_measures_against_the_same_initial_features_after_a_resume(data
     fit(*NO_WANDB, *MOVEMENT, *mup, epochs=1, root="runs/split")
     resumed = fit(*NO_WANDB, *MOVEMENT, *mup, "--ckpt_path=last", epochs=2, root="runs/split")
     assert resumed["base"] == straight["base"]
-    straight_state = torch.load(straight["checkpoints"]["last"], weights_only=True)
-    resumed_state = torch.load(resumed["checkpoints"]["last"], weights_only=True)
+    straight_state = torch.load(checkpoint_file(straight), weights_only=True)
+    resumed_state = torch.load(checkpoint_file(resumed), weights_only=True)
     assert all(torch.equal(straight_state["state_dict"][k], v) for k, v in resumed_state["state_dict"].items())
     (key,) = [k for k in resumed_state["callbacks"] if k.startswith("FeatureMovement")]
     assert resumed_state["callbacks"][key]["initial"].shape == (64, 32)

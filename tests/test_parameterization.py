@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from tests.conftest import checkpoint_file
 from tests.test_faults import NO_WANDB, data_env, fit  # noqa: F401 - data_env is a fixture
 from wide_lightning.checkpoints import read_checkpoint
 from wide_lightning.nets import MLP, ConvNet, TorchvisionNet
@@ -99,9 +100,9 @@ def test_a_mup_checkpoint_serves_the_atlas_and_the_probe(data_env):
     base = fit(*NO_WANDB, *mup, epochs=1, root="runs/mup")
     tiny = dict(grid_size=4, min_density=2, steps=4, neurons=2, reducer="pca", max_points=500, device="cpu")
     for space in ("hidden", "classifier_subspace"):
-        out = atlas_command(base["checkpoints"]["last"], space=space, **tiny)
+        out = atlas_command(str(checkpoint_file(base)), space=space, **tiny)
         assert (out / "panel.png").is_file()
     probe = fit(*NO_WANDB, "--model.class_path=wide_lightning.LinearProbe",
-                f"--model.init_args.backbone_checkpoint={base['checkpoints']['last']}", "--data.init_args.target=digit",
+                f"--model.init_args.backbone_checkpoint={checkpoint_file(base)}", "--data.init_args.target=digit",
                 epochs=1, root="runs/probe")
     assert probe["status"] == "finished" and probe["model"] == "LinearProbe" and probe["base"]["test/acc"] > 0

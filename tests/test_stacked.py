@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_folders
 from wide_lightning import MLPClassifier, StackedLinearProbe, StackedMLPClassifier, TranslatedMNIST
 from wide_lightning.cli import build_cli
 from wide_lightning.nets import MLP
@@ -138,11 +138,13 @@ def test_stacked_config_writes_one_summary_per_member_equal_to_the_single_run(fa
               "--probe.max_epochs=1", "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
     build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp_stacked.yaml"),
                "--model.init_args.seeds=[4,7]", *common, f"--trainer.default_root_dir={tmp_path / 'run'}"])
-    records = {s: json.loads((tmp_path / "run" / f"summary-seed{s}.json").read_text()) for s in (4, 7)}
+    [run] = run_folders(tmp_path / "run")
+    assert run.name.startswith("seeds4-7-")
+    records = {s: json.loads((run / f"summary-seed{s}.json").read_text()) for s in (4, 7)}
     # the sweep's single run of seed 7 on the same data path: the same numbers, base and probe
     build_cli(["fit", "--config", str(REPO / "configs/translated_mnist/transfer_mlp.yaml"), "--seed_everything=7",
                "--data.init_args.placement=device", *common, f"--trainer.default_root_dir={tmp_path / 'single'}"])
-    single = json.loads((tmp_path / "single" / "summary.json").read_text())
+    single = json.loads((run_folders(tmp_path / "single")[0] / "summary.json").read_text())
     for stage, metric in [("base", "val/acc"), ("base", "test/acc"), ("probe", "val/acc"), ("probe", "test/acc_best")]:
         assert records[7][stage][metric] == pytest.approx(single[stage][metric], abs=1e-6), (stage, metric)
     for seed, record in records.items():
@@ -187,7 +189,7 @@ def test_the_depth_scan_config_writes_a_summary_per_depth_and_seed_that_the_repo
                "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])
     for depth in (1, 2):
         for seed in (4, 7):
-            record = json.loads((tmp_path / f"summary-depth{depth}-seed{seed}.json").read_text())
+            record = json.loads((run_folders(tmp_path)[0] / f"summary-depth{depth}-seed{seed}.json").read_text())
             assert (record["depth"], record["seed"], record["kind"]) == (depth, seed, "transfer")
             assert record["width"] == MLP(SHAPE, 28, depth=depth, n_max=40).width
             assert record["member_of_stack"] == {**record["member_of_stack"], "depths": [1, 2], "seeds": [4, 7]}
@@ -210,4 +212,4 @@ def test_a_transfer_runs_probe_gets_the_fits_speed_levers(fake_data_dir, tmp_pat
     before = torch.get_float32_matmul_precision()
     # set for the base fit, its test and the probe's fit, and each time restored after
     assert settings == ["medium", before] * 3
-    assert (tmp_path / "summary-seed4.json").exists()
+    assert (run_folders(tmp_path)[0] / "summary-seed4.json").exists()

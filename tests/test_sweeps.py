@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # sweeps 0.3 declares a pydantic v1 config key:
     import sweeps
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args  # internal, but a pure function
 
-from tests.conftest import REPO
+from tests.conftest import REPO, newest_summary
 from wide_lightning.cli import build_cli
 from wide_lightning.data.base import DATA_ENV
 from wide_lightning.report import expected_grid, report
@@ -204,7 +204,7 @@ def test_one_point_of_figure4_end_to_end(repo_configs, fake_data_dir, monkeypatc
     assert command == ["/usr/bin/env", "python", "-m", "wide_lightning", "fit", "--config",
                        "configs/translated_mnist/transfer_mlp.yaml", "--model.init_args.depth=3", "--seed_everything=1"]
     cli = build_cli(command[command.index("fit"):] + QUICK)
-    summary = json.loads((tmp_path / "runs/translated_mnist/transfer_mlp/summary.json").read_text())
+    summary = newest_summary(tmp_path / "runs/translated_mnist/transfer_mlp")
     assert summary["kind"] == "transfer" and summary["status"] == "finished"
     assert summary["model"] == "MLPClassifier" and summary["dataset"] == "TranslatedMNIST"
     assert (summary["depth"], summary["seed"]) == (3, 1)

@@ -12,8 +12,10 @@ parameterization, and ``build()`` for the module with its weights.
 
 from __future__ import annotations
 
+import glob
 import importlib
 import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +25,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
 
-from wide_lightning.data.base import dataset_of
+from wide_lightning.data.base import DATA_ENV, dataset_of
+from wide_lightning.run_folder import RUN_FILE
 
 #: The checkpoint key that marks a wide_lightning checkpoint and names its task class.
 CHECKPOINT_KEY = "wide_lightning"
@@ -121,11 +124,6 @@ class CheckpointRecord:
         return (self.marker or {}).get("stacked_seeds")
 
     @property
-    def parameterization(self) -> str:
-        """How the network's width is parameterized (``standard``: the paper's)."""
-        return self.hyper_parameters.get("parameterization") or "standard"
-
-    @property
     def state_dict(self) -> dict[str, torch.Tensor] | None:
         state = self.contents.get("state_dict")
         return state if isinstance(state, dict) else None
@@ -172,9 +170,9 @@ class CheckpointRecord:
 
 def build_datamodule(recorded: dict[str, Any] | None, path: str | Path, data_dir: str | None = None,
                      log: Callable[[str], None] = print) -> Any:
-    """The DataModule a checkpoint at ``path`` recorded, reading its files from ``data_dir`` if given, else
-    from the folder the run used (recorded) while it still holds them, else from the DataModule's default
-    (``$WIDE_LIGHTNING_DATA`` or ``./data``). Says which folder it reads."""
+    """The DataModule a checkpoint at ``path`` recorded, reading its files from ``data_dir`` if given, else from
+    ``$WIDE_LIGHTNING_DATA`` if set (what the errors about missing files advise), else from the folder the run
+    used (recorded) while it still holds them, else from ``./data``. Says which folder it reads."""
     if recorded is None:
         raise CheckpointKindError(f"{path} does not record its DataModule; name it, e.g. --data MNIST --data_dir DIR.")
     cls = import_object(recorded["class_path"], flag="the checkpoint's DataModule")
@@ -182,6 +180,8 @@ def build_datamodule(recorded: dict[str, Any] | None, path: str | Path, data_dir
     used = recorded.get("data_dir")
     if data_dir is not None:
         init_args["data_dir"] = data_dir
+    elif os.environ.get(DATA_ENV):
+        init_args["data_dir"] = os.environ[DATA_ENV]
     elif used and Path(used).is_dir() and any(Path(used).iterdir()):
         init_args["data_dir"] = used
     datamodule = cls(**init_args)
@@ -189,11 +189,27 @@ def build_datamodule(recorded: dict[str, Any] | None, path: str | Path, data_dir
     return datamodule
 
 
+def find_checkpoint(path: str | Path) -> Path:
+    """``path``, or where it is now that each run has its own folder: ``<root>/checkpoints/last.ckpt`` (what configs
+    and commands name) is ``<root>/<run>/checkpoints/last.ckpt`` of the one run under ``<root>`` that has it.
+    Several runs that have it are named, for the person to choose."""
+    path = Path(path)
+    if path.exists() or path.parent.name != "checkpoints":
+        return path
+    root = path.parent.parent
+    found = sorted(p for p in root.glob(f"*/checkpoints/{glob.escape(path.name)}") if (p.parents[1] / RUN_FILE).is_file())
+    if len(found) > 1:
+        raise CheckpointKindError(f"{path} is in {len(found)} runs' folders under {root}: "
+                                  f"{', '.join(str(p) for p in found)}; give the one you mean.")
+    return found[0] if found else path
+
+
 def read_checkpoint(path: str | Path, name: str = "checkpoint",
                     advice: str = "it is truncated or not a checkpoint: pass a .ckpt that `wide-lightning fit` wrote."
                     ) -> CheckpointRecord:
-    """The checkpoint at ``path``, read once; ``name`` and ``advice`` word the error for a missing or unreadable file."""
-    path = Path(path)
+    """The checkpoint at ``path`` (``find_checkpoint``), read once; ``name`` and ``advice`` word the error for a
+    missing or unreadable file."""
+    path = find_checkpoint(path)
     if not path.is_file():
         raise CheckpointKindError(f"{name} {path} does not exist; pass the .ckpt file a `wide-lightning fit` run wrote.")
     try:
@@ -220,6 +236,24 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     ``on_train_end`` writes ``last.ckpt`` even then (for the CIFAR-10 width-2048 net, 2.9 GB per
     smoke run), so that hook is skipped under ``fast_dev_run``.
     """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A run folder that was moved or copied resumes whole: the checkpoint's paths in the folder it is in now.
+
+        Lightning keeps only ``best_model_path`` (the old folder's file) when the folder changed, so a moved
+        run would test a file that is not there, or one in the folder it was copied from.
+        """
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and os.path.normpath(old) != os.path.normpath(self.dirpath):
+            def here(path: Any) -> Any:
+                return os.path.join(self.dirpath, os.path.relpath(path, old)) if isinstance(path, str) and path else path
+
+            keys = ("best_model_path", "kth_best_model_path", "last_model_path")
+            paths = [state_dict.get(k) for k in keys] + list(state_dict.get("best_k_models") or {})
+            if all(os.path.isfile(here(p)) for p in paths if isinstance(p, str) and p):
+                state_dict = {**state_dict, "dirpath": self.dirpath, **{k: here(state_dict.get(k)) for k in keys},
+                              "best_k_models": {here(p): v for p, v in (state_dict.get("best_k_models") or {}).items()}}
+        super().load_state_dict(state_dict)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.fast_dev_run:

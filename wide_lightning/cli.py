@@ -5,15 +5,14 @@ a config with a ``probe`` section (a transfer run, one point of Figure 4) then t
 on the frozen features (``transfer.py``); every ``fit`` ends in its run record, ``summary.json``
 (``record.py``), what ``wide-lightning-report`` reads.
 
-Each run's checkpoints go to ``<trainer.default_root_dir>/checkpoints`` (every config names its own
-root; under a W&B sweep agent, ``checkpoints/<run id>``), so ``fit --ckpt_path last`` finds the
-newest ``last*.ckpt`` of that run and resumes it (``resume.py``).
+Each run has its own folder, ``<trainer.default_root_dir>/<run name>`` (``run_folder.py``), which
+the CLI makes the run's ``default_root_dir``: its checkpoints, record, atlas and W&B files go there,
+and ``fit --ckpt_path last`` finds the newest ``last*.ckpt`` of that run alone (``resume.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,11 @@ from wide_lightning.checkpoints import CHECKPOINT_DEFAULTS, BestAndLastCheckpoin
 from wide_lightning.data.base import ImageDataModule
 from wide_lightning.errors import check_config_files
 from wide_lightning.files import use_atomic_checkpoints
-from wide_lightning.interruption import exit_code_of, signals_recorded
+from wide_lightning.interruption import entered, exit_code_of, signals_recorded
 from wide_lightning.loggers import RunConfigSaver
 from wide_lightning.record import RunRecord, scalars, signal_of
-from wide_lightning.resume import check_trains_something, resolve_resume
+from wide_lightning.resume import Placement, check_trains_something, place_run
+from wide_lightning.run_folder import RunIdentity, RunLock, is_worker_process, write_run_file
 from wide_lightning.tasks.base import ClassificationTask
 from wide_lightning.transfer import ProbeSpec, run_probe
 
@@ -61,12 +61,17 @@ class WideLightningCLI(LightningCLI):
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
         parser.add_class_arguments(ProbeSpec, "probe")
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="The run's folder under trainer.default_root_dir (default: seed<S>-<hash of the "
+                                 "settings>, under a W&B sweep the W&B run's id): a second run of the same settings.")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
 
     def __init__(self, *args: Any, args_for_resume: list[str] | None = None, **kwargs: Any) -> None:
         self.args_for_resume = list(sys.argv[1:] if args_for_resume is None else args_for_resume)
         self.record: RunRecord | None = None
+        self.placement: Placement | None = None
+        self.lock: RunLock | None = None
         super().__init__(*args, **kwargs)
 
     def _subconfig(self) -> Any:
@@ -74,27 +79,17 @@ class WideLightningCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         return self.config[subcommand] if subcommand else self.config
 
-    @staticmethod
-    def _set_checkpoint_dir(config: Any) -> None:
-        if config.get("checkpoint") is not None and config.checkpoint.dirpath is None:
-            # a sweep agent runs many points from one config: give each run its own folder
-            run_id = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
-            root = config.trainer.default_root_dir or "."
-            config.checkpoint.dirpath = os.path.join(root, "checkpoints", *([run_id] if run_id else []))
-
     def _parse_ckpt_path(self) -> None:
         # private, since it is where LightningCLI would silently override the config by the checkpoint's
         # hyper-parameters: here the checkpoint must describe the config's run instead (resume.py)
         if self.config.get("subcommand") != "fit":
             return super()._parse_ckpt_path()
-        self._set_checkpoint_dir(self._subconfig())
         check_trains_something(self._subconfig())  # only what was asked is recorded as finished
-        resolve_resume(self._subconfig())
+        self.placement = place_run(self._subconfig())  # the run's own folder, and what it resumes
 
     def before_instantiate_classes(self) -> None:
         config = self._subconfig()
         check_devices(config.trainer.accelerator, config.trainer.devices)
-        self._set_checkpoint_dir(config)
         init_args = getattr(config.trainer.logger, "init_args", None)
         if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
             init_args.save_dir = config.trainer.default_root_dir or "."
@@ -102,7 +97,16 @@ class WideLightningCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)
-        self.record = RunRecord(trainer, self.model, self.datamodule, self._subconfig(), self.args_for_resume)
+        placement = self.placement
+        if placement is None:  # validate / test: no run of its own
+            return trainer
+        self.record = RunRecord(trainer, self.model, self.datamodule, self._subconfig(), self.args_for_resume,
+                                resumed=placement.resumed)  # checks that the run folder can be written
+        trainer.callbacks.append(RunIdentity(placement.name, placement.settings))
+        if not is_worker_process():
+            self.lock = RunLock(placement.folder)
+            self.lock.claim()  # a second fit of this run is refused while this one writes here
+            write_run_file(placement.folder, placement.name, placement.settings)
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -117,6 +121,9 @@ class WideLightningCLI(LightningCLI):
                 if (signum := signal_of(error)) is not None:
                     raise SystemExit(exit_code_of(signum)) from None
                 raise
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
             # a signal after the last check (e.g. while the record was written) finds the run finished: exit 0
 
     def after_fit(self) -> None:
@@ -136,6 +143,7 @@ class WideLightningCLI(LightningCLI):
             spec = ProbeSpec(**vars(self._subconfig().probe))
             if spec.target is not None:
                 summary["kind"] = "transfer"
+                entered("probe")
                 probe = run_probe(spec, trainer, self.model, self.datamodule, vars(self.config_init[self.subcommand].trainer),
                                   self._subconfig().get("seed_everything"))
                 record.with_probe(summary, probe)

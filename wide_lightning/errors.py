@@ -128,8 +128,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
     from wide_lightning.data.base import DatasetFileError
     from wide_lightning.files import DiskFull
+    from wide_lightning.run_folder import RunFolderInUse
 
-    return (ArgumentError, ValueError, DatasetFileError, FileNotFoundError, MisconfigurationException, DiskFull)
+    return (ArgumentError, ValueError, DatasetFileError, FileNotFoundError, MisconfigurationException, DiskFull,
+            RunFolderInUse)
 
 
 def finite_spellings(args: Sequence[str]) -> list[str]:

@@ -35,9 +35,30 @@ class Interrupted(BaseException):
         return exit_code_of(self.signum)
 
 
+#: What the run is doing now (``entered``), kept with each signal: where it arrived, for the record.
+_stage = ["training"]
+_received_during: list[str] = []
+
+
+def entered(stage: str) -> None:
+    """The run is now in ``stage`` (``training``, ``validation``, ``test``, ``probe``)."""
+    _stage[0] = stage
+
+
+def _record(signum: int) -> None:
+    _received.append(signum)
+    _received_during.append(_stage[0])
+
+
 def received() -> int | None:
     """The signal that arrived while ``signals_recorded`` was active (the latest), or ``None``."""
     return _received[-1] if _received else None
+
+
+def received_during() -> str | None:
+    """What the run was doing when the latest signal arrived (a SIGTERM stops the loop only at the next training
+    batch: this is where it arrived, not where the loop noticed)."""
+    return _received_during[-1] if _received_during else None
 
 
 def _in_main_thread() -> bool:
@@ -52,12 +73,14 @@ def signals_recorded() -> Iterator[None]:
         yield
         return
     _received.clear()
+    _received_during.clear()
+    entered("training")
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        _received.append(signum)
+        _record(signum)
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
-        _received.append(signum)
+        _record(signum)
         raise KeyboardInterrupt
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
@@ -68,6 +91,7 @@ def signals_recorded() -> Iterator[None]:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _received.clear()  # what was recorded belongs to this block
+        _received_during.clear()
 
 
 @contextmanager
@@ -78,7 +102,7 @@ def stop_promptly() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        _received.append(signum)
+        _record(signum)
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}

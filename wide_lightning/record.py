@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.data.base import DATA_ENV, dataset_of
 from wide_lightning.files import SpaceReserve, check_readable_folder, check_writable_folder, is_remote, write_text
-from wide_lightning.interruption import Interrupted, received
+from wide_lightning.interruption import Interrupted, entered, received, received_during
 from wide_lightning.loggers import finish_wandb_run, unused_path
 from wide_lightning.tasks.base import Diverged
 from wide_lightning.tasks.stacked import StackedTask
@@ -69,6 +69,22 @@ def resume_command(args: list[str]) -> str:
 RECORD_ROOM_BYTES = 64 * 1024
 
 
+class FollowTheStage(Callback):
+    """Tells ``interruption`` what the run is doing, so that the record of a signal says where it arrived."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        entered("training")
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        entered("validation")
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        entered("training")
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        entered("test")
+
+
 class KeepRoomForTheRecord(Callback):
     """From the start of ``fit``, keeps room on the disk of the run folder for the record written at its end.
 
@@ -99,8 +115,9 @@ class RunRecord:
     """
 
     def __init__(self, trainer: Trainer, model: LightningModule, datamodule: LightningDataModule, config: Any,
-                 args: list[str]) -> None:
+                 args: list[str], resumed: dict[str, Any] | None = None) -> None:
         self.trainer, self.model, self.datamodule, self.config, self.args = trainer, model, datamodule, config, args
+        self.resumed = resumed
         self.closed = False
         check_data_folders(datamodule)
         root = trainer.default_root_dir
@@ -112,10 +129,24 @@ class RunRecord:
             self.reserve = SpaceReserve(root, "summary.json", RECORD_ROOM_BYTES * members)
             self.reserve.check_room()  # a disk full from the start: refused before W&B or anything else writes
             trainer.callbacks.append(KeepRoomForTheRecord(self.reserve))
+        trainer.callbacks.append(FollowTheStage())
 
     def release_room(self) -> None:
         if self.reserve is not None:
             self.reserve.release()
+
+    def in_run_folder(self, path: str) -> str:
+        """``path`` relative to the run folder (so that a moved folder's record still holds), if it is inside it."""
+        if not path or is_remote(path):
+            return path
+        try:
+            return str(Path(path).resolve().relative_to(Path(self.trainer.default_root_dir).resolve()))
+        except ValueError:
+            return str(Path(path).resolve())
+
+    def found(self, path: str) -> str:
+        """A path the record holds, as a path from here (it is relative to the run folder)."""
+        return path if not path or is_remote(path) else os.path.join(self.trainer.default_root_dir, path)
 
     def describe(self, fit_metrics: dict[str, float], test_metrics: dict[str, float]) -> dict[str, Any]:
         """The record of the run as it stands: what it was, its metrics, its checkpoints, which weights each step read."""
@@ -125,7 +156,7 @@ class RunRecord:
         best = callback.best_model_path if callback is not None else ""
         last = callback.last_model_path if callback is not None else ""
         # a save that failed (a full disk) has already named its file: the record names only files there are
-        best, last = (path if is_remote(path) or os.path.exists(path) else "" for path in (best, last))
+        best, last = (self.in_run_folder(path) if is_remote(path) or os.path.exists(path) else "" for path in (best, last))
         weights = {"test": {"reads": "best", "checkpoint": best} if best else {"reads": "last epoch", "checkpoint": last}}
         if any(isinstance(c, ActivationAtlas) for c in trainer.callbacks):  # it runs on the weights at the end of fit
             weights["atlas"] = {"reads": "last epoch", "checkpoint": last}
@@ -143,6 +174,7 @@ class RunRecord:
             # a stack's members have their own seeds (its per-member records carry them)
             "seed": None if isinstance(model, StackedTask) else self.config.get("seed_everything"),
             "max_epochs": trainer.max_epochs,
+            **({"resumed": self.resumed} if self.resumed else {}),
             "config": [str(c) for c in (self.config.get("config") or [])],
             "base": {**fit_metrics, **scalars(test_metrics)},
             "checkpoints": {"best": best, "last": last},
@@ -151,6 +183,8 @@ class RunRecord:
         }
 
     def with_probe(self, record: dict[str, Any], probe: dict[str, Any]) -> None:
+        probe = {**probe, **{k: self.in_run_folder(probe[k]) for k in ("checkpoint", "backbone_checkpoint")
+                             if isinstance(probe.get(k), str)}}
         record.update(kind="transfer", probe=probe)
         record["weights"]["probe"] = {"reads": self.config.probe.backbone, "checkpoint": probe["backbone_checkpoint"]}
 
@@ -160,11 +194,11 @@ class RunRecord:
         if signum is not None:
             record["status"] = "interrupted"
             record["interrupted"] = {"signal": signal.Signals(signum).name, "epoch": self.trainer.current_epoch,
-                                     "during": "training", "resume": resume_command(self.args)}
+                                     "during": received_during() or "training", "resume": resume_command(self.args)}
             if any(isinstance(c, ActivationAtlas) and c.interrupted for c in self.trainer.callbacks):
                 # training had finished: only the figures are missing
                 record["interrupted"].update(during="atlas", resume=shlex.join(
-                    ["wide-lightning-atlas", "--checkpoint", record["checkpoints"]["last"]]))
+                    ["wide-lightning-atlas", "--checkpoint", self.found(record["checkpoints"]["last"])]))
         elif isinstance(error, Diverged):
             record["status"] = "diverged"
             record["error"] = str(error)
@@ -235,8 +269,7 @@ class RunRecord:
 
     def write(self, record: dict[str, Any]) -> None:
         root = Path(self.trainer.default_root_dir)
-        run_id = (record.get("wandb") or {}).get("id")
-        name = f"summary-{run_id}.json" if os.environ.get("WANDB_SWEEP_ID") and run_id else "summary.json"
+        name = "summary.json"
         if "member_of_stack" in record:  # seed<S> -> -seed<S>.json; depth<L>/seed<S> -> -depth<L>-seed<S>.json
             name = name.replace(".json", f"-{record['member_of_stack']['name'].replace('/', '-')}.json")
         path = unused_path(root / name)
@@ -244,8 +277,8 @@ class RunRecord:
         record["summary_file"] = str(path)
 
     def closing_lines(self, record: dict[str, Any]) -> str:
-        lines = [f"best checkpoint: {record['checkpoints']['best'] or '(none saved)'}"]
-        last = record["checkpoints"]["last"]
+        lines = [f"best checkpoint: {self.found(record['checkpoints']['best']) or '(none saved)'}"]
+        last = self.found(record["checkpoints"]["last"])
         interrupted = record.get("interrupted")
         if interrupted and interrupted["during"] == "atlas":
             lines.insert(0, f"interrupted by {interrupted['signal']} while rendering the atlas (training had finished, "
@@ -261,7 +294,7 @@ class RunRecord:
         if "probe" in record:
             probe = record["probe"]
             lines.append(f"probe ({probe['target']}): best test accuracy {probe.get('test/acc_best', float('nan')):.4f}, "
-                         f"checkpoint {probe['checkpoint']}")
+                         f"checkpoint {self.found(probe['checkpoint'])}")
         atlases = [c.directory for c in self.trainer.callbacks if isinstance(c, ActivationAtlas) and c.directory]
         lines += [f"atlas: {directory}" for directory in atlases]
         wandb_facts = record.get("wandb")

@@ -1,11 +1,16 @@
-"""``fit --ckpt_path``: resume exactly the run the config describes, or refuse.
+"""Where a ``fit`` runs, and ``fit --ckpt_path``: resume exactly the run the config describes, or refuse.
+
+``place_run`` gives the run its folder (``run_folder.py``): a fresh fit whose folder already holds
+that run is refused (resume it, or name another run); ``--ckpt_path last`` resumes the newest
+``last*.ckpt`` of this run's own folder, never another run's; a checkpoint file given by path is
+resumed in the run folder it is in, wherever that folder has moved.
 
 LightningCLI reads the checkpoint's hyper-parameters and lets them override the config: a width-20
 checkpoint given to the width-2048 config silently trains a width-20 network into the width-2048
-run's folder. Here the checkpoint must describe the same run as the resolved config (model class
-and arguments, DataModule class and the arguments that change what is learned); each difference
-is named, with the two ways out. ``last`` is resolved the way Lightning does (the newest
-``last*.ckpt`` of the run's checkpoint folder) so that the check sees the file Lightning will load.
+run's folder. Here the checkpoint must describe the same run as the resolved config: every setting
+the result depends on (``run_settings``: seed, model, data, the Trainer's result-changing settings,
+the probe) is compared and each difference named, with the two ways out. Only the length may grow
+(more ``max_epochs``), and the record says so (``resumed``).
 
 Only what was asked is recorded as finished: a fit whose settings train nothing (``max_epochs=0``,
 ``limit_train_batches=0``...) and a resume whose checkpoint has already trained what ``max_epochs``
@@ -18,22 +23,23 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wide_lightning.checkpoints import CheckpointRecord, read_checkpoint
+from wide_lightning.checkpoints import CheckpointRecord, find_checkpoint, read_checkpoint
 from wide_lightning.data.base import dataset_of
-
-#: DataModule arguments that say where and how fast the data is read, not what is learned.
-DATA_LOCATION_ARGUMENTS = frozenset({"data_dir", "download", "num_workers", "placement"})
-
-
-#: Model arguments the CLI fills from the DataModule when it builds the model (unset in the config).
-LINKED_FROM_DATA = frozenset({"num_classes", "input_shape"})
+from wide_lightning.run_folder import (DATA_LOCATION_ARGUMENTS, LINKED_FROM_DATA, RUN_FILE, RUN_KEY, holds_a_run,
+                                       is_worker_process, plain, read_run_file, run_folder_of, run_name, run_settings,
+                                       runs_in, setting_differences)
 
 
 class ResumeMismatch(ValueError):
     """The checkpoint to resume was trained with other hyper-parameters than the config asks for."""
+
+
+class RunExists(ValueError):
+    """A fresh fit whose run folder already holds that run's results."""
 
 
 class NothingToTrain(ValueError):
@@ -102,49 +108,32 @@ def newest_last_checkpoint(directory: str | os.PathLike) -> str | None:
     return max(candidates, key=os.path.getmtime) if candidates else None
 
 
-def _plain(value: Any) -> Any:
-    """Namespaces, tuples and paths as dicts, lists and strings, so that a config and a checkpoint compare."""
-    if hasattr(value, "as_dict"):
-        value = value.as_dict()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _short(class_path: str) -> str:
-    """A class's name without its module (a DataModule's earlier name is the same DataModule: ``dataset_of``)."""
-    return dataset_of(class_path)
-
-
 def _differences(section: str, recorded: dict[str, Any], wanted: dict[str, Any], skip: frozenset[str]) -> list[str]:
     lines = []
     for key in sorted(set(recorded) & set(wanted) - skip):
         if key.startswith("_"):
             continue
-        if _plain(recorded[key]) != _plain(wanted[key]):
-            lines.append(f"{section}.init_args.{key}: checkpoint {_plain(recorded[key])!r}, config {_plain(wanted[key])!r}")
+        if plain(recorded[key]) != plain(wanted[key]):
+            lines.append(f"{section}.init_args.{key}: checkpoint {plain(recorded[key])!r}, config {plain(wanted[key])!r}")
     return lines
 
 
-def resume_conflicts(record: CheckpointRecord, model: Any, data: Any) -> list[str]:
-    """What differs between a checkpoint and the resolved config's ``model`` and ``data`` sections."""
+def _hyper_parameter_conflicts(record: CheckpointRecord, model: Any, data: Any) -> list[str]:
+    """What differs between the model and DataModule a checkpoint recorded and the config's (every checkpoint
+    has these, those written before run settings were recorded too)."""
     lines = []
     hparams = record.hyper_parameters
-    model = _plain(model) or {}
+    model = plain(model) or {}
     recorded_class = hparams.get("_class_path")
-    if recorded_class and model.get("class_path") and _short(recorded_class) != _short(model["class_path"]):
+    if recorded_class and model.get("class_path") and dataset_of(recorded_class) != dataset_of(model["class_path"]):
         lines.append(f"model.class_path: checkpoint {recorded_class!r}, config {model['class_path']!r}")
     else:
         lines += _differences("model", hparams, model.get("init_args") or {}, LINKED_FROM_DATA)
     marker = record.datamodule
-    data = _plain(data) or {}
+    data = plain(data) or {}
     if marker and data.get("class_path"):
         recorded_class = marker["class_path"]
-        if _short(recorded_class) != _short(data["class_path"]):
+        if dataset_of(recorded_class) != dataset_of(data["class_path"]):
             lines.append(f"data.class_path: checkpoint {recorded_class!r}, config {data['class_path']!r}")
         else:
             lines += _differences("data", marker.get("init_args") or {}, data.get("init_args") or {},
@@ -152,9 +141,18 @@ def resume_conflicts(record: CheckpointRecord, model: Any, data: Any) -> list[st
     return lines
 
 
-def check_resumable(record: CheckpointRecord, model: Any, data: Any) -> None:
+def resume_conflicts(record: CheckpointRecord, config: Any) -> list[str]:
+    """What differs between a checkpoint and the resolved ``fit`` config: every setting the result depends on
+    where the checkpoint recorded them (``RUN_KEY``), else its model's and DataModule's arguments."""
+    recorded = (record.contents.get(RUN_KEY) or {}).get("settings")
+    if isinstance(recorded, dict):
+        return setting_differences(recorded, run_settings(config))
+    return _hyper_parameter_conflicts(record, config.model, config.data)
+
+
+def check_resumable(record: CheckpointRecord, config: Any) -> None:
     """Refuse to resume ``record`` under a config that describes another run, naming each difference."""
-    conflicts = resume_conflicts(record, model, data)
+    conflicts = resume_conflicts(record, config)
     if conflicts:
         raise ResumeMismatch(
             f"--ckpt_path {record.path} was trained with other settings than this config asks for: "
@@ -164,33 +162,98 @@ def check_resumable(record: CheckpointRecord, model: Any, data: Any) -> None:
         )
 
 
-def resolve_resume(config: Any) -> None:
-    """``config.ckpt_path`` made the file to resume, checked against ``config``; its W&B run continued.
+@dataclass
+class Placement:
+    """Where a ``fit`` runs, and what it resumes."""
 
-    ``last`` with nothing to resume says so in one line and starts fresh (so a scheduler may requeue
-    the same command); a checkpoint that has already trained what the config asks for is refused.
+    folder: Path
+    name: str
+    settings: dict[str, Any]
+    resumed: dict[str, Any] | None = field(default=None)
+
+
+def sweep_run_id() -> str | None:
+    """The W&B run a sweep agent started this process for (each point of a sweep is its own run)."""
+    return os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
+
+
+def _nothing_to_resume(folder: Path, settings: dict[str, Any]) -> str:
+    line = f"--ckpt_path last: nothing to resume in {folder}; training from the start."
+    others = [f for f in runs_in(folder.parent) if f != folder]
+    if others:
+        described = []
+        for other in others[:5]:
+            recorded = read_run_file(other).get("settings")
+            differs = setting_differences(recorded, settings) if isinstance(recorded, dict) else []
+            described.append(f"{other.name} ({'; '.join(d.split(':')[0] for d in differs) or 'settings unknown'} differ)"
+                             if differs or not isinstance(recorded, dict) else other.name)
+        line += (f" Other runs in {folder.parent}, not resumed since their settings differ: {', '.join(described)}"
+                 f"{' ...' if len(others) > 5 else ''}.")
+    if any(folder.parent.glob("checkpoints/last*.ckpt")):
+        line += (f" {folder.parent / 'checkpoints'} holds checkpoints of runs from before each run had its own folder: "
+                 f"resume one with --ckpt_path FILE.")
+    return line
+
+
+def place_run(config: Any) -> Placement:
+    """The run folder of a resolved ``fit`` config, set as its ``trainer.default_root_dir`` (and the checkpoint
+    folder inside it); ``config.ckpt_path`` made the file to resume, checked against ``config``, its W&B run
+    continued.
+
+    ``last`` with nothing to resume in the run's folder says so in one line (naming the other runs of the
+    root) and starts fresh, so a scheduler may requeue the same command; a fresh fit whose folder holds the
+    run already, and a checkpoint that has already trained what the config asks for, are refused.
     """
+    settings = run_settings(config)
+    root = Path(config.trainer.default_root_dir or ".")
+    name = config.get("run_name") or sweep_run_id() or run_name(settings)
+    folder = root / name
     ckpt_path = config.get("ckpt_path")
-    if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
-        return
+    worker = is_worker_process()  # the first process has checked and chosen; the others follow
     if ckpt_path == "last":
-        directory = config.checkpoint.dirpath if config.get("checkpoint") is not None else None
-        found = newest_last_checkpoint(directory) if directory else None
-        if found is None:
-            print(f"--ckpt_path last: nothing to resume in {directory or '(no checkpoint folder)'}; "
-                  f"training from the start.", file=sys.stderr)
-            config.ckpt_path = None
-            return
-        ckpt_path = config.ckpt_path = found
-    elif not os.path.isfile(ckpt_path):
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file. Give a .ckpt that `fit` wrote, `last` "
-                                f"for this run's newest, or leave it out to start fresh.")
-    record = read_checkpoint(ckpt_path, name="--ckpt_path",
-                             advice="point it at a .ckpt that `fit` wrote, or leave it out to start fresh.")
-    check_resumable(record, config.model, config.data)
-    check_something_left(record, config.trainer)
-    logger = config.trainer.logger
-    init_args = getattr(logger, "init_args", None)
-    if record.wandb_run_id and init_args is not None and init_args.get("id") is None \
-            and str(getattr(logger, "class_path", "")).endswith("WandbLogger"):
-        init_args.id = record.wandb_run_id  # Lightning's WandbLogger resumes with resume="allow": the same W&B run
+        found = newest_last_checkpoint(folder / "checkpoints")
+        if found is None and not worker:
+            print(_nothing_to_resume(folder, settings), file=sys.stderr)
+        config.ckpt_path = ckpt_path = found
+    elif ckpt_path and ckpt_path not in ("best", "hpc", "registry"):
+        ckpt_path = config.ckpt_path = str(find_checkpoint(ckpt_path))  # <root>/checkpoints/... of one run
+        if not os.path.isfile(ckpt_path):
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file. Give a .ckpt that `fit` wrote, `last` "
+                                    f"for this run's newest, or leave it out to start fresh.")
+        folder = run_folder_of(ckpt_path) or folder
+        name = read_run_file(folder).get("name", name) if (folder / RUN_FILE).is_file() else name
+    elif not ckpt_path and not worker and holds_a_run(folder):
+        raise RunExists(f"{folder} already holds this run (the same settings); resume it with --ckpt_path last, "
+                        f"or start another beside it with --run_name NAME (or move that folder away).")
+    placement = Placement(folder, name, settings)
+    if ckpt_path and ckpt_path not in ("best", "hpc", "registry"):
+        record = read_checkpoint(ckpt_path, name="--ckpt_path",
+                                 advice="point it at a .ckpt that `fit` wrote, or leave it out to start fresh.")
+        check_resumable(record, config)
+        check_something_left(record, config.trainer)
+        placement.resumed = resumed_facts(record, folder, config.trainer)
+        logger = config.trainer.logger
+        init_args = getattr(logger, "init_args", None)
+        if record.wandb_run_id and init_args is not None and init_args.get("id") is None \
+                and str(getattr(logger, "class_path", "")).endswith("WandbLogger"):
+            init_args.id = record.wandb_run_id  # Lightning's WandbLogger resumes with resume="allow": the same W&B run
+    config.trainer.default_root_dir = str(folder)
+    if config.get("checkpoint") is not None and config.checkpoint.dirpath is None:
+        config.checkpoint.dirpath = str(folder / "checkpoints")
+    return placement
+
+
+def resumed_facts(record: CheckpointRecord, folder: Path, trainer: Any) -> dict[str, Any]:
+    """What the record says of a resume: the checkpoint, what it had trained, and the length asked before and now."""
+    progress = ((record.contents.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}
+    asked = record.contents.get(RUN_KEY) or {}
+    try:
+        checkpoint = str(record.path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        checkpoint = str(record.path.resolve())
+    facts: dict[str, Any] = {"checkpoint": checkpoint, "epochs_done": (progress.get("current") or {}).get("processed"),
+                             "steps_done": record.contents.get("global_step")}
+    for flag in ("max_epochs", "max_steps"):
+        if flag in asked and asked[flag] != trainer.get(flag) and trainer.get(flag) is not None:
+            facts[flag] = {"before": asked[flag], "now": trainer.get(flag)}
+    return facts

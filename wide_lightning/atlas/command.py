@@ -32,7 +32,7 @@ from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.atlas.summary import metric_lines, summary_lines
 from wide_lightning.atlas.task import check_task_atlas, render_task_atlas
 from wide_lightning.data.base import ImageDataModule
-from wide_lightning.checkpoints import build_datamodule, init_arguments
+from wide_lightning.checkpoints import build_datamodule, find_checkpoint, init_arguments
 from wide_lightning.tasks.backbone import load_network
 
 
@@ -108,6 +108,7 @@ def atlas(
     if atlas_settings.space == "classifier_subspace" and layer != "features":
         raise ValueError("space='classifier_subspace' projects the penultimate layer; use layer='features'.")
     ours = model is None
+    checkpoint = str(find_checkpoint(checkpoint)) if checkpoint is not None else None
     task = load_network(checkpoint, model, weights, purpose="an atlas")
     if data is None and not ours:
         raise ValueError(f"--model {model}: name the data to lay out, e.g. --data ImageFolder --data.root DIR "

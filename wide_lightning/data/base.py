@@ -61,6 +61,13 @@ def md5_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def denied(path: Path, error: PermissionError) -> DatasetFileError:
+    """A dataset file or folder the permissions deny: the fix is access, not a new file."""
+    return DatasetFileError(f"cannot read {path} ({error.strerror or 'Permission denied'}); give yourself read access "
+                            f"(chmod -R u+rX {path}) or point --data.data_dir=DIR (or {DATA_ENV}=DIR) at a readable "
+                            f"copy.")
+
+
 def missing_files_error(dataset: str, directory: Path, files: Sequence[str], how: str) -> DatasetFileError:
     return DatasetFileError(
         f"{dataset}: missing {', '.join(files)} in {directory.resolve()}. {how} "

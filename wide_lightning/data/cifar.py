@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wide_lightning.data.base import DatasetFileError, ImageDataModule, md5_of, missing_files_error, earlier_name
+from wide_lightning.data.base import (DatasetFileError, ImageDataModule, denied, earlier_name, md5_of,
+                                      missing_files_error)
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -42,6 +43,8 @@ def read_cifar_pickle(path: Path, label_keys: tuple[str, ...]) -> dict[str, np.n
     try:
         with open(path, "rb") as handle:
             entry: dict[Any, Any] = pickle.load(handle, encoding="latin1")
+    except PermissionError as error:
+        raise denied(path, error) from None
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
         raise DatasetFileError(f"{path}: cannot be unpickled ({error!r}); it is truncated or corrupt. Replace it.") from error
     if not isinstance(entry, dict):
@@ -83,7 +86,10 @@ def _ensure_extracted(data_dir: Path, folder: str, archive: str, files: list[str
                 handle.extractall(data_dir, filter="data")
         except (tarfile.TarError, OSError, EOFError) as error:
             raise DatasetFileError(f"{tar}: cannot be unpacked ({error}); it is truncated or corrupt. Download it again.") from error
-    missing = [name for name in files if not (root / name).is_file()]
+    try:
+        missing = [name for name in files if not (root / name).is_file()]
+    except PermissionError as error:  # a sub-folder without search access
+        raise denied(root, error) from None
     if missing:
         raise missing_files_error(
             dataset, root, missing,

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wide_lightning.data.base import DatasetFileError, ImageDataModule, LabelledImages, missing_files_error, earlier_name
+from wide_lightning.data.base import (DatasetFileError, ImageDataModule, LabelledImages, denied, earlier_name,
+                                      missing_files_error)
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -47,6 +48,8 @@ def read_idx(path: Path, check_md5: bool = True) -> np.ndarray:
                 raw = handle.read()
         else:
             raw = path.read_bytes()
+    except PermissionError as error:
+        raise denied(path, error) from None
     except (OSError, EOFError, zlib.error) as error:
         raise DatasetFileError(f"{path}: cannot be read ({error}); the file is truncated or corrupt. Replace it.") from error
     if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] not in (1, 3):
@@ -70,9 +73,12 @@ def read_idx(path: Path, check_md5: bool = True) -> np.ndarray:
 
 
 def _find(raw_dir: Path, name: str) -> Path | None:
-    for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
+    try:
+        for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    except PermissionError as error:  # a sub-folder without search access
+        raise denied(raw_dir, error) from None
     return None
 
 

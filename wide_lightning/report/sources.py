@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from wide_lightning.report.runs import (
     run_from_wandb_summary,
     unreadable_run,
 )
+from wide_lightning.run_folder import RUN_FILE
 
 # -- reading the sources ---------------------------------------------------------------------------
 
@@ -39,12 +41,39 @@ class Loaded:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
 
+_VERSION = re.compile(r"-v(\d+)$")
+
+
+def current_records(files: list[Path]) -> tuple[list[Path], int]:
+    """The files without the records a resume superseded, and how many those were.
+
+    In a run folder (``run.json`` beside the records: ``run_folder.py``) ``summary.json``, ``summary-v1.json``...
+    are one run recorded again each time it was resumed; its newest record (the highest version) is the run.
+    A stack's members (``summary-seed3.json``) are different networks, each with its own versions.
+    """
+    newest: dict[tuple[Path, str], tuple[int, Path]] = {}
+    kept = []
+    for path in files:
+        if not (path.parent / RUN_FILE).is_file():
+            kept.append(path)
+            continue
+        match = _VERSION.search(path.stem)
+        key = (path.parent, _VERSION.sub("", path.stem))
+        version = int(match.group(1)) if match else 0
+        if key not in newest or version > newest[key][0]:
+            newest[key] = (version, path)
+    kept += [path for _, path in newest.values()]
+    return sorted(kept), len(files) - len(kept)
+
+
 def read_local_summaries(directories: Iterable[str | os.PathLike], loaded: Loaded) -> None:
-    """Every ``summary*.json`` under ``directories`` (``summary.json``, ``summary-v1.json``, ``summary-<run id>.json``)."""
+    """Every current ``summary*.json`` under ``directories`` (``summary.json``, ``summary-seed3.json``...)."""
     for directory in directories:
         exists = Path(directory).is_dir()
-        files = sorted(Path(directory).glob(SUMMARY_GLOB)) if exists else []
-        loaded.searched.append(f"{directory} ({SUMMARY_GLOB}: {len(files)} file(s){'' if exists else '; no such directory'})")
+        files, superseded = current_records(sorted(Path(directory).glob(SUMMARY_GLOB)) if exists else [])
+        loaded.searched.append(f"{directory} ({SUMMARY_GLOB}: {len(files)} file(s)"
+                               + (f", {superseded} earlier record(s) of resumed runs left out" if superseded else "")
+                               + f"{'' if exists else '; no such directory'})")
         for path in files:
             try:
                 summary = json.loads(path.read_text())
