@@ -161,3 +161,32 @@ def test_a_moved_folders_checkpoint_state_is_read_in_the_folder_it_is_in_now(tmp
     elsewhere = BestAndLastCheckpoint(dirpath=tmp_path / "third", monitor="val/acc", mode="max")
     elsewhere.load_state_dict(state)
     assert elsewhere.best_model_path == str(old / "epoch001.ckpt") and elsewhere.best_k_models == {}
+
+
+def test_slurms_requeue_of_the_same_command_resumes_its_hpc_checkpoint_not_refused(monkeypatch, tmp_path):
+    import torch
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from wide_lightning.resume import RunExists
+    from wide_lightning.run_folder import RUN_KEY
+
+    monkeypatch.chdir(tmp_path)
+    for key in ("WANDB_SWEEP_ID", "LOCAL_RANK", "NODE_RANK", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+    folder = place_run(config()).folder
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(RunExists, match="already holds this run"):
+        place_run(config())
+    torch.save({RUN_KEY: {"settings": run_settings(config()), "max_epochs": 10}, "global_step": 30,
+                "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 3}}}}}, folder / "hpc_ckpt_2.ckpt")
+    monkeypatch.setattr(SLURMEnvironment, "detect", staticmethod(lambda: True))
+    placement = place_run(config())  # what Lightning will resume, checked like any resume
+    assert placement.resumed == {"checkpoint": "hpc_ckpt_2.ckpt", "epochs_done": 3, "steps_done": 30}
+    with pytest.raises(ValueError, match="seed: checkpoint 0, config 5"):
+        place_run(_with_name(config(seed=5), folder.name))  # another seed in this run's folder
+
+
+def _with_name(namespace_config, name):
+    namespace_config.run_name = name
+    return namespace_config

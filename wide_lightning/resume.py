@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+
 from wide_lightning.checkpoints import CheckpointRecord, find_checkpoint, read_checkpoint
 from wide_lightning.data.base import dataset_of
 from wide_lightning.run_folder import (DATA_LOCATION_ARGUMENTS, LINKED_FROM_DATA, RUN_FILE, RUN_KEY, holds_a_run,
@@ -106,6 +108,13 @@ def newest_last_checkpoint(directory: str | os.PathLike) -> str | None:
     """The newest ``last*.ckpt`` in ``directory`` (Lightning's choice for ``ckpt_path="last"``)."""
     candidates = glob.glob(os.path.join(glob.escape(str(directory)), "last*.ckpt"))
     return max(candidates, key=os.path.getmtime) if candidates else None
+
+
+def newest_hpc_checkpoint(folder: Path) -> str | None:
+    """The ``hpc_ckpt_<n>.ckpt`` Lightning resumes under SLURM (the highest ``n`` in the run folder)."""
+    versions = [(int(p.stem.removeprefix("hpc_ckpt_")), p) for p in folder.glob("hpc_ckpt_*.ckpt")
+                if p.stem.removeprefix("hpc_ckpt_").isdigit()]
+    return str(max(versions)[1]) if versions else None
 
 
 def _differences(section: str, recorded: dict[str, Any], wanted: dict[str, Any], skip: frozenset[str]) -> list[str]:
@@ -222,12 +231,16 @@ def place_run(config: Any) -> Placement:
                                     f"for this run's newest, or leave it out to start fresh.")
         folder = run_folder_of(ckpt_path) or folder
         name = read_run_file(folder).get("name", name) if (folder / RUN_FILE).is_file() else name
-    elif not ckpt_path and not worker and holds_a_run(folder):
-        raise RunExists(f"{folder} already holds this run (the same settings); resume it with --ckpt_path last, "
-                        f"or start another beside it with --run_name NAME (or move that folder away).")
+    elif not ckpt_path and not worker:
+        # SLURM's requeue runs the same command again, and Lightning resumes the run folder's newest hpc_ckpt itself
+        requeued = newest_hpc_checkpoint(folder) if SLURMEnvironment.detect() else None
+        if requeued is None and holds_a_run(folder):
+            raise RunExists(f"{folder} already holds this run (the same settings); resume it with --ckpt_path last, "
+                            f"or start another beside it with --run_name NAME (or move that folder away).")
+        ckpt_path = requeued
     placement = Placement(folder, name, settings)
     if ckpt_path and ckpt_path not in ("best", "hpc", "registry"):
-        record = read_checkpoint(ckpt_path, name="--ckpt_path",
+        record = read_checkpoint(ckpt_path, name="--ckpt_path" if config.get("ckpt_path") else "SLURM's requeue of",
                                  advice="point it at a .ckpt that `fit` wrote, or leave it out to start fresh.")
         check_resumable(record, config)
         check_something_left(record, config.trainer)
