@@ -181,7 +181,7 @@ CASES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", help="keep each case's folder under DIR (default: a temporary folder, removed)")
-    parser.add_argument("--only", help="run the cases whose name contains this text")
+    parser.add_argument("--only", action="append", help="run the cases whose name contains this text (repeatable)")
     args = parser.parse_args()
     if not os.environ.get("WIDE_LIGHTNING_DATA"):
         sys.exit("set WIDE_LIGHTNING_DATA to the folder that holds MNIST (e.g. ../shared/datasets)")
@@ -189,7 +189,7 @@ def main() -> None:
     print(f"| case | exit statuses | checks | seconds | last line |\n|---|---|---|---|---|")
     failures = 0
     for k, (name, case) in enumerate(CASES.items()):
-        if args.only and args.only not in name:
+        if args.only and not any(text in name for text in args.only):
             continue
         cwd = base / f"case{k}"
         cwd.mkdir(parents=True)

@@ -166,3 +166,16 @@ def test_coord_check_records_each_width_and_step_and_the_base_width_mup_net_is_t
     for t in range(1, steps + 1):
         assert coords["mup"][("change", 16, t)] == pytest.approx(coords["standard"][("change", 16, t)], rel=1e-5)
     assert coords["mup"][("net.head", 64, 1)] < coords["standard"][("net.head", 64, 1)]  # MuReadout's smaller logits
+
+
+def test_fault_retry_runs_its_cases_through_the_console_commands_and_checks_them(fake_data_dir, tmp_path):
+    env = {**os.environ, "WIDE_LIGHTNING_DATA": str(fake_data_dir),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fault_retry.py"), "--only", "limit_train",
+                             "--only", "two runs under", "--keep", str(tmp_path / "cases")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    rows = table_rows(result.stdout)
+    assert [row[0] for row in rows[1:]] == ["limit_train_batches=0", "<root>/checkpoints/last.ckpt with two runs under <root>"]
+    assert [row[1:3] for row in rows[1:]] == [["2", "held"], ["0, 0, 2", "held"]]
+    assert "give the one you mean" in rows[-1][-1]
