@@ -179,3 +179,25 @@ def test_fault_retry_runs_its_cases_through_the_console_commands_and_checks_them
     assert [row[0] for row in rows[1:]] == ["limit_train_batches=0", "<root>/checkpoints/last.ckpt with two runs under <root>"]
     assert [row[1:3] for row in rows[1:]] == [["2", "held"], ["0, 0, 2", "held"]]
     assert "give the one you mean" in rows[-1][-1]
+
+
+def test_mlp_memory_counts_the_parameters_and_extrapolates_its_fitted_line(fake_data_dir, tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from mlp_memory import parameters
+    finally:
+        sys.path.pop(0)
+    from wide_lightning.nets import MLP
+
+    for depth, width in ((1, 48), (2, 64), (3, 20)):
+        net = MLP((1, 28, 28), 10, depth=depth, width=width)
+        assert parameters(width, depth) == sum(p.numel() for p in net.parameters())
+    monkeypatch.setenv("WIDE_LIGHTNING_DATA", str(fake_data_dir))
+    output = run_benchmark("mlp_memory.py", "--widths", "16", "64", "--extrapolate", "4096", "--parameterization",
+                           "standard", cwd=tmp_path)
+    rows = table_rows(output)
+    assert [row[0] for row in rows[1:]] == ["16", "64", "4,096"] and rows[-1][2] == "(not run)"
+    measured = [float(row[2]) for row in rows[1:3]]
+    assert all(0.1 < m < 8 for m in measured)  # GiB: an interpreter with torch and MNIST, not nothing
+    fixed, per_parameter = re.search(r"fit: ([\d.]+) GiB \+ (-?[\d.]+) bytes per parameter", output).groups()
+    assert float(rows[-1][3]) == pytest.approx(float(fixed) + float(per_parameter) * parameters(4096, 2) / 2**30, abs=0.06)
