@@ -85,8 +85,7 @@ def test_ckpt_path_last_resumes_only_its_own_run(data_env, capsys):
     assert seed1["seed"] == 1 and seed1["run_folder"] != seed0["run_folder"] and "resumed" not in seed1
     line = [line for line in capsys.readouterr().err.splitlines() if "nothing to resume" in line]
     assert line == [f"--ckpt_path last: nothing to resume in {seed1['run_folder']}; training from the start. Other "
-                    f"runs in runs/tiny, not resumed since their settings differ: "
-                    f"{Path(seed0['run_folder']).name} (seed differ)."]
+                    f"runs in runs/tiny: {Path(seed0['run_folder']).name} (differs in seed)."]
     resumed = fit(*NO_WANDB, "--ckpt_path=last", epochs=2)  # seed 0 again, 1 epoch more: its own run
     assert resumed["run_folder"] == seed0["run_folder"] and resumed["seed"] == 0
     assert resumed["resumed"] == {"checkpoint": "checkpoints/last.ckpt", "epochs_done": 1, "steps_done": 4,

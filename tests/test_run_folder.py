@@ -190,3 +190,18 @@ def test_slurms_requeue_of_the_same_command_resumes_its_hpc_checkpoint_not_refus
 def _with_name(namespace_config, name):
     namespace_config.run_name = name
     return namespace_config
+
+
+def test_nothing_to_resume_names_each_other_run_and_how_it_differs(tmp_path):
+    from wide_lightning.resume import _nothing_to_resume
+
+    settings = run_settings(config())
+    for name, recorded in (("a", run_settings(config(seed=1, width=32))), ("b", settings), ("c", None)):
+        folder = tmp_path / name
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        (folder / RUN_FILE).write_text(json.dumps({"settings": recorded}) if recorded else "not json")
+    line = _nothing_to_resume(tmp_path / "mine", settings)
+    assert line == (f"--ckpt_path last: nothing to resume in {tmp_path / 'mine'}; training from the start. Other runs in "
+                    f"{tmp_path}: a (differs in model.init_args.width, seed), b (the same settings: resume it with "
+                    f"--run_name b), c (settings unknown).")

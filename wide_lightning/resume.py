@@ -186,17 +186,22 @@ def sweep_run_id() -> str | None:
     return os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
 
 
+def _other_run(folder: Path, settings: dict[str, Any]) -> str:
+    """Another run of the root, as the line about it names it: how its settings differ from this command's."""
+    recorded = read_run_file(folder).get("settings")
+    if not isinstance(recorded, dict):
+        return f"{folder.name} (settings unknown)"
+    differs = [d.split(":")[0] for d in setting_differences(recorded, settings)]
+    if differs:
+        return f"{folder.name} (differs in {', '.join(differs)})"
+    return f"{folder.name} (the same settings: resume it with --run_name {folder.name})"
+
+
 def _nothing_to_resume(folder: Path, settings: dict[str, Any]) -> str:
     line = f"--ckpt_path last: nothing to resume in {folder}; training from the start."
     others = [f for f in runs_in(folder.parent) if f != folder]
     if others:
-        described = []
-        for other in others[:5]:
-            recorded = read_run_file(other).get("settings")
-            differs = setting_differences(recorded, settings) if isinstance(recorded, dict) else []
-            described.append(f"{other.name} ({'; '.join(d.split(':')[0] for d in differs) or 'settings unknown'} differ)"
-                             if differs or not isinstance(recorded, dict) else other.name)
-        line += (f" Other runs in {folder.parent}, not resumed since their settings differ: {', '.join(described)}"
+        line += (f" Other runs in {folder.parent}: {', '.join(_other_run(f, settings) for f in others[:5])}"
                  f"{' ...' if len(others) > 5 else ''}.")
     if any(folder.parent.glob("checkpoints/last*.ckpt")):
         line += (f" {folder.parent / 'checkpoints'} holds checkpoints of runs from before each run had its own folder: "
