@@ -30,7 +30,7 @@ from wide_lightning.errors import check_config_files
 from wide_lightning.files import use_atomic_checkpoints
 from wide_lightning.interruption import entered, exit_code_of, signals_recorded
 from wide_lightning.loggers import RunConfigSaver
-from wide_lightning.record import RunRecord, scalars, signal_of
+from wide_lightning.record import RunRecord, check_data_folders, scalars, signal_of
 from wide_lightning.resume import Placement, check_trains_something, place_run
 from wide_lightning.run_folder import RunIdentity, RunLock, is_worker_process, write_run_file
 from wide_lightning.tasks.base import ClassificationTask
@@ -98,7 +98,8 @@ class WideLightningCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)
         placement = self.placement
-        if placement is None:  # validate / test: no run of its own
+        if placement is None:  # validate / test: no run of its own, but the same refusal of unreadable data
+            check_data_folders(self.datamodule)
             return trainer
         self.record = RunRecord(trainer, self.model, self.datamodule, self._subconfig(), self.args_for_resume,
                                 resumed=placement.resumed)  # checks that the run folder can be written
