@@ -360,6 +360,19 @@ def test_an_interrupted_write_keeps_the_earlier_file(tmp_path):
     assert target.read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
+def test_the_temporary_a_killed_write_left_is_removed_by_the_next_write(tmp_path):
+    import socket
+
+    host = socket.gethostname()
+    dead = tmp_path / f".last.ckpt.partial-{host}-{2 ** 22 + 7}"  # no such process
+    alive = tmp_path / f".last.ckpt.partial-{host}-{os.getppid()}"  # a writer still running
+    elsewhere = tmp_path / f".last.ckpt.partial-otherhost-{2 ** 22 + 7}"  # another host's: not judged from here
+    for path in (dead, alive, elsewhere):
+        path.write_bytes(b"half a checkpoint")
+    files.write_text(tmp_path / "last.ckpt", "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.ckpt", alive.name, elsewhere.name])
+
+
 # -- W&B without a network -----------------------------------------------------------------------------
 
 
@@ -464,7 +477,7 @@ def test_kill_9_mid_epoch_then_resume_finishes_the_run(fake_data_dir, tmp_path, 
     time.sleep(0.3)
     process.kill()
     process.communicate(timeout=30)
-    assert not [p for p in (tmp_path / "runs/k").rglob("*") if ".partial-" in p.name]  # or removed on next save
+    # a kill in the middle of a save leaves at most the temporary file, never a truncated last.ckpt
     checkpoint = torch.load(tmp_path / "runs/k/r/checkpoints/last.ckpt", weights_only=True)  # loadable, whole
     monkeypatch.setenv(DATA_ENV, str(fake_data_dir))
     # the lock the killed process left is taken over: that process is gone
@@ -472,6 +485,7 @@ def test_kill_9_mid_epoch_then_resume_finishes_the_run(fake_data_dir, tmp_path, 
                   root="runs/k")
     assert summary["status"] == "finished" and summary["max_epochs"] == checkpoint["epoch"] + 2
     assert summary["resumed"]["epochs_done"] == checkpoint["epoch"] + 1
+    assert not [p for p in (tmp_path / "runs/k").rglob("*") if ".partial-" in p.name]  # the next save removed it
 
 
 @pytest.mark.slow

@@ -153,7 +153,9 @@ def atomic_path(path: str | os.PathLike, needed_bytes: Callable[[], int | None] 
     """
     final = Path(path)
     make_folder(final.parent)
-    temporary = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    prefix = f".{final.name}.partial-{socket.gethostname()}-"
+    remove_left_by_dead_processes(final.parent, prefix)  # a write that a kill -9 cut short
+    temporary = final.with_name(f"{prefix}{os.getpid()}")
     try:
         yield temporary
         os.replace(temporary, final)
@@ -285,18 +287,24 @@ class SpaceReserve:
         _remove_partial(self.path)
 
     def _remove_stale(self) -> None:
-        prefix = f".{self.name}.space-{socket.gethostname()}-"
-        try:
-            candidates = [p for p in self.folder.iterdir() if p.name.startswith(prefix)]
-        except OSError:
-            return
-        for path in candidates:
-            pid = path.name[len(prefix):]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                path.unlink(missing_ok=True)
+        remove_left_by_dead_processes(self.folder, f".{self.name}.space-{socket.gethostname()}-")
 
 
-def _alive(pid: int) -> bool:
+def remove_left_by_dead_processes(folder: Path, prefix: str) -> None:
+    """Remove the files ``<prefix><pid>`` in ``folder`` whose process (of this host: the prefix names it) is gone:
+    what a ``kill -9`` left behind."""
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for path in candidates:
+        pid = path.name[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -29,7 +29,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from wide_lightning.data.base import dataset_of
-from wide_lightning.files import write_text
+from wide_lightning.files import process_alive, write_text
 
 #: The file in a run folder that names the run and its settings.
 RUN_FILE = "run.json"
@@ -153,16 +153,6 @@ def is_worker_process() -> bool:
     return any(os.environ.get(key, "0") not in ("", "0") for key in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    return True
-
-
 class RunFolderInUse(RuntimeError):
     """Another ``fit`` is writing into this run folder."""
 
@@ -187,7 +177,8 @@ class RunLock:
         if holder.get("slurm_job_id") and holder.get("slurm_job_id") == mine["slurm_job_id"]:
             return True  # the same job, requeued
         if holder.get("host") == mine["host"]:
-            return holder.get("pid") == mine["pid"] or not isinstance(holder.get("pid"), int) or not _alive(holder["pid"])
+            pid = holder.get("pid")
+            return pid == mine["pid"] or not isinstance(pid, int) or not process_alive(pid)
         return False
 
     def claim(self) -> None:
