@@ -115,6 +115,13 @@ class CheckpointRecord:
         return (self.marker or {}).get("datamodule")
 
     @property
+    def epochs_done(self) -> int | None:
+        """The epochs trained, Lightning's own count (``epoch_progress.current.processed``, what its fit loop
+        compares with ``max_epochs``)."""
+        progress = ((self.contents.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}
+        return (progress.get("current") or {}).get("processed")
+
+    @property
     def wandb_run_id(self) -> str | None:
         return (self.marker or {}).get("wandb_run_id")
 

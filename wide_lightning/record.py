@@ -26,6 +26,7 @@ from wide_lightning.data.base import DATA_ENV, dataset_of
 from wide_lightning.files import SpaceReserve, check_readable_folder, check_writable_folder, is_remote, write_text
 from wide_lightning.interruption import Interrupted, entered, received, received_during
 from wide_lightning.loggers import finish_wandb_run, unused_path
+from wide_lightning.run_folder import in_run_folder
 from wide_lightning.tasks.base import Diverged
 from wide_lightning.tasks.stacked import StackedTask
 
@@ -137,12 +138,7 @@ class RunRecord:
 
     def in_run_folder(self, path: str) -> str:
         """``path`` relative to the run folder (so that a moved folder's record still holds), if it is inside it."""
-        if not path or is_remote(path):
-            return path
-        try:
-            return str(Path(path).resolve().relative_to(Path(self.trainer.default_root_dir).resolve()))
-        except ValueError:
-            return str(Path(path).resolve())
+        return path if not path or is_remote(path) else in_run_folder(path, self.trainer.default_root_dir)
 
     def found(self, path: str) -> str:
         """A path the record holds, as a path from here (it is relative to the run folder)."""

@@ -31,9 +31,9 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from wide_lightning.checkpoints import CheckpointRecord, find_checkpoint, read_checkpoint
 from wide_lightning.data.base import dataset_of
-from wide_lightning.run_folder import (DATA_LOCATION_ARGUMENTS, LINKED_FROM_DATA, RUN_FILE, RUN_KEY, holds_a_run,
-                                       is_worker_process, plain, read_run_file, run_folder_of, run_name, run_settings,
-                                       runs_in, setting_differences)
+from wide_lightning.run_folder import (DATA_LOCATION_ARGUMENTS, LINKED_FROM_DATA, RUN_KEY, holds_a_run,
+                                       in_run_folder, is_worker_process, plain, read_run_file, run_folder_of, run_name,
+                                       run_settings, runs_in, setting_differences)
 
 
 class ResumeMismatch(ValueError):
@@ -78,15 +78,13 @@ def check_something_left(record: CheckpointRecord, trainer: Any) -> None:
 
     Lightning stops such a fit at once (``max_epochs=... reached``), then the run would test the
     checkpoint's network again and record it as a new finished run with the smaller ``max_epochs``.
-    The epochs done are Lightning's own count (``epoch_progress.current.processed``, what its fit
-    loop compares with ``max_epochs``); the steps done, the checkpoint's ``global_step``.
+    The epochs done are Lightning's own count (``CheckpointRecord.epochs_done``); the steps done, the
+    checkpoint's ``global_step``.
     """
     if trainer.get("fast_dev_run"):
         return
-    contents = record.contents
-    progress = ((contents.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}
-    epochs_done = (progress.get("current") or {}).get("processed")
-    steps_done = contents.get("global_step")
+    epochs_done = record.epochs_done
+    steps_done = record.contents.get("global_step")
     max_steps = trainer.get("max_steps")
     max_steps = -1 if max_steps is None else max_steps
     max_epochs = trainer.get("max_epochs")
@@ -235,7 +233,7 @@ def place_run(config: Any) -> Placement:
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file. Give a .ckpt that `fit` wrote, `last` "
                                     f"for this run's newest, or leave it out to start fresh.")
         folder = run_folder_of(ckpt_path) or folder
-        name = read_run_file(folder).get("name", name) if (folder / RUN_FILE).is_file() else name
+        name = read_run_file(folder).get("name", name)
     elif not ckpt_path and not worker:
         # SLURM's requeue runs the same command again, and Lightning resumes the run folder's newest hpc_ckpt itself
         requeued = newest_hpc_checkpoint(folder) if SLURMEnvironment.detect() else None
@@ -263,13 +261,8 @@ def place_run(config: Any) -> Placement:
 
 def resumed_facts(record: CheckpointRecord, folder: Path, trainer: Any) -> dict[str, Any]:
     """What the record says of a resume: the checkpoint, what it had trained, and the length asked before and now."""
-    progress = ((record.contents.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}
     asked = record.contents.get(RUN_KEY) or {}
-    try:
-        checkpoint = str(record.path.resolve().relative_to(folder.resolve()))
-    except ValueError:
-        checkpoint = str(record.path.resolve())
-    facts: dict[str, Any] = {"checkpoint": checkpoint, "epochs_done": (progress.get("current") or {}).get("processed"),
+    facts: dict[str, Any] = {"checkpoint": in_run_folder(record.path, folder), "epochs_done": record.epochs_done,
                              "steps_done": record.contents.get("global_step")}
     for flag in ("max_epochs", "max_steps"):
         if flag in asked and asked[flag] != trainer.get(flag) and trainer.get(flag) is not None:

@@ -127,6 +127,15 @@ def run_folder_of(checkpoint: str | os.PathLike) -> Path | None:
     return None
 
 
+def in_run_folder(path: str | os.PathLike, folder: str | os.PathLike) -> str:
+    """``path`` relative to the run ``folder`` when it is inside it (what a record keeps, so that a moved folder's
+    record still holds), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(folder).resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def read_run_file(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / RUN_FILE).read_text())
