@@ -16,6 +16,7 @@ from wide_lightning.atlas import AtlasSettings, build_atlas
 from wide_lightning.atlas.collect import collect_activations
 from wide_lightning.atlas.command import atlas as atlas_command
 from wide_lightning.atlas.render import directions_as_icons
+from wide_lightning.atlas.task import atlas_title
 from wide_lightning.callbacks import ActivationAtlas
 from wide_lightning.cli import build_cli
 from wide_lightning.data import MNIST
@@ -116,6 +117,13 @@ def test_classifier_subspace_atlas_lives_in_the_head_row_span(trained, mnist):
     with pytest.raises(ValueError, match="needs the head's weights"):
         build_atlas(acts, read, input_shape=(1, 28, 28), normalize=mnist.normalize, pad_value=0.0, settings=settings,
                     images=train_images(mnist))
+
+
+def test_the_panel_title_names_the_space_and_the_control():
+    """A layer's hidden-state and classifier-subspace panels side by side must say which is which."""
+    assert atlas_title("MNIST", "features (width 12)", "hidden") == "MNIST, features (width 12)"
+    assert atlas_title("MNIST", "features (width 12)", "classifier_subspace", "untrained") == \
+        "MNIST, features (width 12), classifier subspace (untrained)"
 
 
 def test_the_default_icons_need_the_training_images(trained, mnist):

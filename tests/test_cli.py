@@ -86,14 +86,17 @@ def test_fast_dev_run_of_every_config(config, data_env, backbones, tmp_path):
     assert [p.name for p in tmp_path.rglob("*.ckpt")] in ([], ["fast_dev_run.ckpt"])
 
 
+@pytest.mark.parametrize("base", [c for c in CONFIGS if c.startswith("configs/lazy_limit/")])
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_each_lazy_limit_overlay_over_its_base_config(overlay, data_env, tmp_path):
-    """The parameterization and its learning rate, given after the scan's base config, as the sweep runs them."""
+def test_each_lazy_limit_overlay_over_each_base_config(overlay, base, data_env, tmp_path):
+    """The parameterization and its learning rate, given after a scan's base config, as the sweep runs them; the
+    runs of every parameterization share the base's folder, each in its own run folder."""
     assert overlay.startswith("configs/lazy_limit/"), "an overlay config outside configs/lazy_limit"
     chosen = yaml.safe_load((REPO / overlay).read_text())["model"]["init_args"]
-    cli = build_cli(["fit", "--config", str(REPO / "configs/lazy_limit/mlp_mnist.yaml"), "--config", str(REPO / overlay),
+    cli = build_cli(["fit", "--config", str(REPO / base), "--config", str(REPO / overlay),
                      "--model.init_args.width=128", "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"])
     assert cli.trainer.state.finished
+    assert Path(cli.trainer.default_root_dir).resolve().parent == tmp_path / "runs" / Path(base).relative_to("configs").with_suffix("")
     assert cli.model.hparams.parameterization == chosen["parameterization"] == Path(overlay).stem
     assert cli.model.hparams.lr == chosen["lr"]
 

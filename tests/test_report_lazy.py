@@ -124,3 +124,21 @@ def test_runs_of_another_learning_rate_are_a_series_of_their_own_not_averaged(tm
     assert result.exponent("ntk (lr 3.16)")[0] == pytest.approx(-0.3)
     assert result.exponent("ntk (lr 0.316)")[0] == pytest.approx(-0.5)
     assert len(result.points[("ntk (lr 0.316)", 1024)]) == 2  # its two seeds, and none of the other rate's
+
+
+def test_a_conv_net_without_depth_is_reported_and_never_mixed_with_an_mlp(tmp_path, capsys):
+    """The conv contrast has no depth: it is its own report, and runs of two models at one depth are refused."""
+    write_runs(tmp_path / "conv", {"ntk": (1.0, -0.1)}, [256, 1024, 4096])
+    for path in (tmp_path / "conv").rglob("summary.json"):
+        summary = json.loads(path.read_text())
+        summary.update(model="ConvClassifier", depth=None)
+        path.write_text(json.dumps(summary))
+    result = report_lazy_limit(runs=[str(tmp_path / "conv")], out=str(tmp_path / "lazy"))
+    assert result.network == "ConvClassifier" and result.exponent("ntk")[0] == pytest.approx(-0.1)
+    assert "lazy limit, ConvClassifier: relative movement" in capsys.readouterr().out
+    write_runs(tmp_path / "conv/mlp", {"ntk": (2.0, -0.5)}, [256])
+    for path in (tmp_path / "conv/mlp").rglob("summary.json"):
+        path.write_text(path.read_text().replace('"depth": 1', '"depth": null'))
+    with pytest.raises(ReportError, match=r"runs of 2 experiments were found at depth None: ConvClassifier on MNIST "
+                                          r"\(digit\); MLPClassifier on MNIST \(digit\)"):
+        report_lazy_limit(runs=[str(tmp_path / "conv")], out=str(tmp_path / "lazy"))

@@ -53,14 +53,22 @@ def render_task_atlas(
     ``log`` gets one line per stage, ``progress`` draws a bar of each (``progress.py``).
     """
     sample = datamodule.batch_transform(images[:2].to(device), train=False)
-    title = f"{dataset_of(type(datamodule).__name__)}, {describe_layer(layer, activations.width)}"
+    title = atlas_title(dataset_of(type(datamodule).__name__), describe_layer(layer, activations.width),
+                        settings.space, note)
     return build_atlas(
         activations, read, **render_inputs(datamodule), settings=settings,
         head_weight=penultimate_head_weight(task, layer),  # the head reads the penultimate layer
         class_label=datamodule.target, device=device, log=log, images=images,
         network=class_scores(task, datamodule.num_classes, sample), label_periods=datamodule.label_periods,
-        title=title + (f" ({note})" if note else ""), memory_flag=flag, progress=progress,
+        title=title, memory_flag=flag, progress=progress,
     )
+
+
+def atlas_title(dataset: str, layer: str, space: str, note: str = "") -> str:
+    """The panel's title: the dataset, the layer, the space when it is not the whole hidden state (a layer's two
+    atlases side by side must say which is which), and ``note`` (e.g. ``untrained``)."""
+    title = f"{dataset}, {layer}" + (", classifier subspace" if space == "classifier_subspace" else "")
+    return title + (f" ({note})" if note else "")
 
 
 def estimate_task_atlas(

@@ -1,6 +1,6 @@
 """The lazy-limit report: how far the features moved, and the accuracy reached, against width, per parameterization.
 
-    wide-lightning-report-lazy --runs runs/lazy_limit --sweep sweeps/lazy_limit_mlp.yaml --depth 1
+    wide-lightning-report-lazy --runs runs/lazy_limit/mlp_mnist --sweep sweeps/lazy_limit_mlp.yaml --depth 1
 
 Each point is one ``fit`` with the ``FeatureMovement`` callback (``configs/lazy_limit/*.yaml``); the
 seeds are the replicates. For each parameterization the report fits ``movement ~ c * width^a`` by least
@@ -98,6 +98,7 @@ class LazyLimit:
     depth: int | None
     points: dict[tuple[str, int], dict[int | None, Run]]  # (parameterization, width) -> seed -> run
     min_width: int
+    model: str | None = None
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -123,8 +124,13 @@ class LazyLimit:
             return None
         return fit_exponent([w for w, _ in pairs], [m for _, m in pairs])
 
+    @property
+    def network(self) -> str:
+        """The network the points are of: ``MLPClassifier, depth 2``, or the model alone where it has no depth."""
+        return ", ".join([self.model or "network"] + ([f"depth {self.depth}"] if self.depth is not None else []))
+
     def text(self) -> str:
-        lines = [f"lazy limit, depth {self.depth}: relative movement ~ width^a over widths >= {self.min_width}"]
+        lines = [f"lazy limit, {self.network}: relative movement ~ width^a over widths >= {self.min_width}"]
         for p in self.parameterizations:
             fitted = self.exponent(p)
             predicted = PREDICTED_EXPONENT.get(parameterization_of(p))
@@ -182,6 +188,14 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
     depth = depth if depth is not None else (depths[0] if depths else None)
     result = LazyLimit(depth=depth, points={}, min_width=min_width,
                        missing=[f"unreadable: {r.source}: {r.error}" for r in unreadable])
+    # an MLP's and a conv net's movements, or MNIST's and translated MNIST's, are different experiments
+    experiments = sorted({(r.model or "?", r.dataset or "?", r.target or "?") for r in measured
+                          if r.depth == depth and r.model})
+    if len(experiments) > 1:
+        named = "; ".join(" on ".join(e[:2]) + f" ({e[2]})" for e in experiments)
+        raise ReportError(f"runs of {len(experiments)} experiments were found at depth {depth}: {named}; give each "
+                          f"one's runs apart, e.g. --runs runs/lazy_limit/<its folder>.")
+    result.model = experiments[0][0] if experiments else None
     name = series_names([r for r in measured if r.finished and r.depth == depth])
     failed: set[tuple[str, int, int | None]] = set()
     for run in sorted(measured, key=lambda r: r.time):
@@ -332,7 +346,7 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     movement.set_ylabel("mean ||h_T - h_0|| / ||h_0||")
     patterns.set_ylabel("share / CKA")
     accuracy.set_ylabel("Test accuracy")
-    movement.set_title(f"How far the features moved (depth {result.depth})")
+    movement.set_title(f"How far the features moved ({result.network})")
     patterns.set_title("Unchanged since initialization")
     atlases.set_ylabel("icons the judge names as their cell's class")
     atlases.set_ylim(0.0, 1.05)  # a share: its whole range, so one point does not fill the panel
