@@ -108,8 +108,8 @@ def test_torchs_unexpected_pos_is_a_full_disk_named_with_the_space_needed_and_fr
     monkeypatch.setattr(shutil, "disk_usage", disk_with(1200))
     with pytest.raises(DiskFull) as full:
         AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(1000, 1000)}}, tmp_path / "epoch001.ckpt")
-    assert str(full.value) == (f"no space left on the disk of {tmp_path} for epoch001.ckpt: it needs about 3.8 MB "
-                               f"with 1.2 KB free; free some space (or write elsewhere) and run again. The partial "
+    assert str(full.value) == (f"no space left on the disk of {tmp_path} for epoch001.ckpt: it needs about 3.8 MiB "
+                               f"with 1.2 KiB free; free some space (or write elsewhere) and run again. The partial "
                                f"file was removed.")
     assert list(tmp_path.iterdir()) == []
 
@@ -124,19 +124,19 @@ def test_a_failed_write_is_a_full_disk_by_its_words_or_by_the_free_space(tmp_pat
     monkeypatch.setattr(files.torch, "save", save)
     monkeypatch.setattr(shutil, "disk_usage", disk_with(0))  # what disk_usage says of a full disk
     with pytest.raises(DiskFull, match=rf"^no space left on the disk of {re.escape(str(tmp_path))} for a.ckpt: it "
-                                       rf"needs about 4.0 KB with 0 bytes free[ ;]"):
+                                       rf"needs about 4.0 KiB with 0 bytes free[ ;]"):
         AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(1024)}, tmp_path / "a.ckpt")
 
 
 @pytest.mark.parametrize(("error", "free", "why"), [
     (errno.EDQUOT, 0, "with 0 bytes free (your disk quota there is used up)"),
-    (errno.ENOSPC, 50 * 2**30, "with 50.0 GB free (the disk has room: your quota there is probably used up)")])
+    (errno.ENOSPC, 50 * 2**30, "with 50.0 GiB free (the disk has room: your quota there is probably used up)")])
 def test_a_quota_is_named(tmp_path, monkeypatch, error, free, why):
     def save(obj, path, *args, **kwargs):
         raise OSError(error, os.strerror(error))
     monkeypatch.setattr(files.torch, "save", save)
     monkeypatch.setattr(shutil, "disk_usage", disk_with(free))
-    with pytest.raises(DiskFull, match=rf"it needs about 4.0 KB {re.escape(why)}; free some space"):
+    with pytest.raises(DiskFull, match=rf"it needs about 4.0 KiB {re.escape(why)}; free some space"):
         AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(1024)}, tmp_path / "a.ckpt")
 
 
@@ -178,7 +178,7 @@ def test_a_full_disk_in_a_checkpoint_ends_in_one_sentence_and_a_failed_summary(d
     status, err = run_main(capsys, *NO_WANDB)
     assert status == 2
     assert re.fullmatch(r"no space left on the disk of \S*runs/faulty/r/checkpoints for epoch000-val_acc[\d.]+\.ckpt: it "
-                        r"needs about [\d.]+ KB with 2.0 KB free; free some space \(or write elsewhere\) and run "
+                        r"needs about [\d.]+ KiB with 2.0 KiB free; free some space \(or write elsewhere\) and run "
                         r"again. The partial file was removed.", err[-1]), err[-1]
     assert not any(line.startswith("Traceback") for line in err)
     assert room_during_training == [64 * 1024]  # kept from the start of fit
@@ -192,7 +192,7 @@ def test_a_disk_without_room_for_the_summary_is_refused_before_training(data_env
     monkeypatch.setattr(shutil, "disk_usage", disk_with(10 * 1024))
     status, err = run_main(capsys, *NO_WANDB, root="runs/full")
     assert status == 2
-    assert err[-1] == ("no space left on the disk of runs/full/r for summary.json: it needs 64.0 KB with 10.0 KB free; "
+    assert err[-1] == ("no space left on the disk of runs/full/r for summary.json: it needs 64.0 KiB with 10.0 KiB free; "
                        "free some space (or write elsewhere) and run again.")
     assert not list(Path("runs/full").rglob("summary*.json")) and not list(Path("runs/full").rglob("checkpoints"))
 

@@ -335,7 +335,7 @@ def test_a_full_disk_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(DiskFull) as full:
         AtomicCheckpointIO().save_checkpoint(checkpoint, tmp_path / "epoch001.ckpt")
     assert list(tmp_path.iterdir()) == []
-    assert str(full.value) == (f"no space left on the disk of {tmp_path} for epoch001.ckpt: it needs about 3.8 MB with 1.2 KB "
+    assert str(full.value) == (f"no space left on the disk of {tmp_path} for epoch001.ckpt: it needs about 3.8 MiB with 1.2 KiB "
                                f"free; free some space (or write elsewhere) and run again. The partial file was removed.")
 
 

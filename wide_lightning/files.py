@@ -65,12 +65,13 @@ def is_remote(path: Any) -> bool:
     return "://" in str(path)
 
 
-def human_bytes(n: int) -> str:
-    """``3.8 MB``, ``64.0 KB``, ``512 bytes``."""
+def human_bytes(n: float) -> str:
+    """``31.2 GiB``, ``3.8 MiB``, ``512 bytes``: binary units, one decimal below 100, none above."""
     if n < 1024:
-        return f"{n} bytes"
-    unit, size = next((u, z) for u, z in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)) if n >= z)
-    return f"{n / size:.1f} {unit}"
+        return f"{n:.0f} bytes"
+    unit, scale = next((u, z) for u, z in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)) if n >= z)
+    value = n / scale
+    return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
 
 
 def free_bytes(folder: str | os.PathLike) -> int | None:

@@ -71,6 +71,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from wide_lightning.atlas.metrics import COVARIANCE_BLOCK
+from wide_lightning.files import human_bytes
 
 #: Where an atlas can be when its memory is checked (``estimate_atlas_memory(stage=...)``).
 STAGES = ("collecting", "layout", "icons")
@@ -112,15 +113,6 @@ WHITENING_MATRICES = 4
 
 def nbytes(count: float, size: int = FLOAT32) -> int:
     return int(math.ceil(count * size))
-
-
-def human(size: float) -> str:
-    """``31.2 GiB``, ``512 MiB``: one decimal below 100, none above."""
-    for unit, scale in (("GiB", GiB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale or unit == "KiB":
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
-    return f"{size:.0f} B"
 
 
 @dataclass(frozen=True)
@@ -496,10 +488,10 @@ def refusal(estimate: MemoryEstimate, host_free: int | None, device_free: int | 
         return None
     peak, free, has = max(over, key=lambda o: o[0].bytes - o[1])
     shown = [t for t in peak.terms if t.bytes >= max(peak.bytes * 0.05, 1)][:3]
-    parts = "; ".join(f"{t.what}: {human(t.bytes)}" for t in shown)
+    parts = "; ".join(f"{t.what}: {human_bytes(t.bytes)}" for t in shown)
     where = "" if peak.where == "host" else f" on {peak.where}"
-    return (f"the atlas needs about {human(peak.bytes)}{where} while {peak.phase.name} ({parts}) and {has} "
-            f"{human(free)} free: {_remedies(peak, estimate, free, flag)}.")
+    return (f"the atlas needs about {human_bytes(peak.bytes)}{where} while {peak.phase.name} ({parts}) and {has} "
+            f"{human_bytes(free)} free: {_remedies(peak, estimate, free, flag)}.")
 
 
 def check_atlas_memory(estimate: MemoryEstimate, *, host_free: int | None = None, device_free: int | None = None,
