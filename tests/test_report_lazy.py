@@ -70,6 +70,9 @@ def test_the_shipped_sweep_plans_three_parameterizations_and_no_runs_is_one_sent
     planned = planned_points(REPO / "sweeps/lazy_limit_mlp.yaml")
     assert planned.parameterizations == ["standard", "ntk", "mup"] and planned.depths == [1, 2]
     assert planned.widths[0] == 64 and planned.widths[-1] == 65536 and planned.seeds == [0, 1, 2]
+    conv = planned_points(REPO / "sweeps/lazy_limit_conv.yaml")  # its base config's conv net has no depth
+    assert conv.parameterizations == ["standard", "ntk", "mup"] and conv.depths == [None]
+    assert conv.widths[0] == 64 and conv.widths[-1] == 32768 and conv.seeds == [0, 1, 2]
     with pytest.raises(ReportError, match="no runs found"):
         report_lazy_limit(runs=[str(tmp_path)], out=str(tmp_path / "lazy"))
 

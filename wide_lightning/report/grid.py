@@ -41,7 +41,7 @@ def _grid_values(key: str, spec: dict[str, Any], sweep: str) -> list[Any]:
     raise ReportError(f"{sweep}: parameter {key} is not a grid (values, value or int_uniform min/max): {spec}.")
 
 
-def _config_of_sweep(config: dict[str, Any], sweep_path: Path) -> dict[str, Any] | None:
+def config_of_sweep(config: dict[str, Any], sweep_path: Path) -> dict[str, Any] | None:
     """The training config the sweep's command names (``--config X`` / ``--config=X``), if it can be read."""
     command = [str(c) for c in config.get("command") or []]
     names = [command[i + 1] for i, c in enumerate(command[:-1]) if c == "--config"]
@@ -77,7 +77,7 @@ def expected_grid(sweep: str | os.PathLike, x: str = "auto") -> Grid:
     if others:
         raise ReportError(f"{sweep} also varies {', '.join(f'{k} ({len(v)} values)' for k, v in others.items())}; "
                           f"the report averages over seeds at each {names[0]} only, so it would mix them.")
-    facts = _config_of_sweep(config, path) or {}
+    facts = config_of_sweep(config, path) or {}
     class_name = lambda section: (((facts.get(section) or {}).get("class_path")) or "").rpartition(".")[2] or None  # noqa: E731
     # a stacked model (StackedMLPClassifier) trains the seeds its config lists in every run
     stacked_seeds = ((facts.get("model") or {}).get("init_args") or {}).get("seeds")

@@ -29,7 +29,7 @@ import yaml
 
 from wide_lightning.report.command import loaded_runs, output_paths, shell_style, write_text
 from wide_lightning.report.figure4 import mean_std
-from wide_lightning.report.grid import read_sweep
+from wide_lightning.report.grid import config_of_sweep, read_sweep
 from wide_lightning.report.runs import SEED_KEY, UNREADABLE, ReportError, Run
 
 #: The atlases of a run, read from the folders beside its ``summary.json`` (``wide-lightning-atlas`` and the
@@ -69,12 +69,12 @@ class Planned:
     parameterizations: list[str]
     widths: list[int]
     seeds: list[int]
-    depths: list[int]
+    depths: list[int | None]  # [None]: a network without depth (the conv contrast)
 
 
 def planned_points(sweep: str | os.PathLike) -> Planned:
     """The grid of a lazy-limit sweep (``sweeps/lazy_limit_*.yaml``); values it fixes come from its ``value``."""
-    _, values = read_sweep(sweep)
+    config, values = read_sweep(sweep)
     if "model.init_args.width" not in values:
         raise ReportError(f"{sweep}: a lazy-limit sweep varies model.init_args.width; it has {sorted(values)}.")
     parameterizations = [str(v) for v in values.get("model.init_args.parameterization", [])]
@@ -88,7 +88,17 @@ def planned_points(sweep: str | os.PathLike) -> Planned:
     return Planned(parameterizations=parameterizations or ["standard"],
                    widths=sorted(int(v) for v in values["model.init_args.width"]),
                    seeds=sorted(int(v) for v in values.get(SEED_KEY, [0])),
-                   depths=sorted(int(v) for v in values.get("model.init_args.depth", [1])))
+                   depths=sorted(int(v) for v in values["model.init_args.depth"]) if "model.init_args.depth" in values
+                   else [base_depth(config_of_sweep(config, Path(sweep)))])
+
+
+def base_depth(config: dict[str, Any] | None) -> int | None:
+    """The depth of the network a sweep's base config trains: its ``depth`` (the MLP's default 1), none for a model
+    without one (the conv net)."""
+    model = (config or {}).get("model") or {}
+    if not str(model.get("class_path", "")).endswith("MLPClassifier"):
+        return None
+    return int((model.get("init_args") or {}).get("depth", 1))
 
 
 @dataclass
