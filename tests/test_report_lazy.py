@@ -138,7 +138,9 @@ def test_a_conv_net_without_depth_is_reported_and_never_mixed_with_an_mlp(tmp_pa
         path.write_text(json.dumps(summary))
     result = report_lazy_limit(runs=[str(tmp_path / "conv")], out=str(tmp_path / "lazy"))
     assert result.network == "ConvClassifier" and result.exponent("ntk")[0] == pytest.approx(-0.1)
-    assert "lazy limit, ConvClassifier: relative movement" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "lazy limit, ConvClassifier: relative movement" in printed
+    assert "ntk: a = -0.100 +- 0.000 (all-wide theory -0.5)" in printed  # the MLP's prediction, as the contrast
     write_runs(tmp_path / "conv/mlp", {"ntk": (2.0, -0.5)}, [256])
     for path in (tmp_path / "conv/mlp").rglob("summary.json"):
         path.write_text(path.read_text().replace('"depth": 1', '"depth": null'))

@@ -139,12 +139,17 @@ class LazyLimit:
         """The network the points are of: ``MLPClassifier, depth 2``, or the model alone where it has no depth."""
         return ", ".join([self.model or "network"] + ([f"depth {self.depth}"] if self.depth is not None else []))
 
+    @property
+    def theory(self) -> str:
+        """What the predicted exponents are of: the all-wide MLP; a conv net's wide layer is its contrast."""
+        return "theory" if self.model in (None, "MLPClassifier") else "all-wide theory"
+
     def text(self) -> str:
         lines = [f"lazy limit, {self.network}: relative movement ~ width^a over widths >= {self.min_width}"]
         for p in self.parameterizations:
             fitted = self.exponent(p)
             predicted = PREDICTED_EXPONENT.get(parameterization_of(p))
-            theory = f" (theory {predicted:+.1f})" if predicted is not None else ""
+            theory = f" ({self.theory} {predicted:+.1f})" if predicted is not None else ""
             lines.append(f"  {p}: " + (f"a = {fitted[0]:+.3f} +- {fitted[1]:.3f}{theory}" if fitted else
                                          "fewer than two widths: no exponent") + f"; widths {self.widths(p)}")
         for p in self.parameterizations:
@@ -336,7 +341,7 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
         if predicted is not None and fitted_widths:  # theory's slope through the narrowest fitted point
             anchor, level = fitted_widths[0], result.stats(p, fitted_widths[0], MOVEMENT)[0]
             movement.plot(fitted_widths, [level * (w / anchor) ** predicted for w in fitted_widths], color=color,
-                          linestyle=":", alpha=0.6, label=f"{p}: theory, n^{predicted:+.1f}")
+                          linestyle=":", alpha=0.6, label=f"{p}: {result.theory}, n^{predicted:+.1f}")
         curve(patterns, PATTERNS, label=f"{p}: unchanged ReLU patterns")
         curve(patterns, CKA, linestyle="--", label=f"{p}: CKA(h0, hT)")
         curve(atlases, "atlas/hidden/judge", label=f"{p}: hidden state")
