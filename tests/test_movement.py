@@ -70,7 +70,7 @@ def test_cka_against_a_hand_computed_case_and_its_invariances():
     assert linear_cka(wide, other) == pytest.approx(float(feature_form))
 
 
-def test_a_layer_that_died_in_training_is_recorded_as_nan_not_a_crash():
+def test_a_layer_that_died_in_training_is_recorded_as_collapsed_not_a_crash():
     """A too-large learning rate can turn every unit off (lr 10 at width 64 did): CKA and the relative movement of
     a constant representation are undefined."""
     initial = torch.randn(20, 8).relu() + 0.1
@@ -78,6 +78,8 @@ def test_a_layer_that_died_in_training_is_recorded_as_nan_not_a_crash():
     measures = movement_measures(initial, dead, torch.randn(3, 8))
     assert math.isnan(measures["movement/cka"])
     assert measures["movement/relative"] == pytest.approx(1.0)  # every row moved by its whole norm
+    assert measures["movement/collapsed"] == 1.0  # which the report leaves out of the fits, naming the run
+    assert movement_measures(initial, initial + 1.0)["movement/collapsed"] == 0.0
     assert measures["movement/unchanged_patterns"] == 0.0  # every unit was on, every one is off
     assert math.isnan(movement_measures(dead, initial)["movement/relative"])  # dead at initialization
 

@@ -147,3 +147,21 @@ def test_a_conv_net_without_depth_is_reported_and_never_mixed_with_an_mlp(tmp_pa
     with pytest.raises(ReportError, match=r"runs of 2 experiments were found at depth None: ConvClassifier on MNIST "
                                           r"\(digit\); MLPClassifier on MNIST \(digit\)"):
         report_lazy_limit(runs=[str(tmp_path / "conv")], out=str(tmp_path / "lazy"))
+
+
+def test_a_collapsed_run_is_named_and_left_out_of_the_fit(tmp_path):
+    """A layer that died in training moved by exactly 1 (its whole norm): a collapse, not a point of the power law."""
+    write_runs(tmp_path / "runs", {"ntk": (2.0, -0.5)}, [256, 1024, 4096])
+    for path, flag in ((tmp_path / "runs/ntk/w1024_s0/summary.json", True), (tmp_path / "runs/ntk/w4096_s1/summary.json", False)):
+        summary = json.loads(path.read_text())
+        summary["base"].update({"movement/relative": 1.0, "test/acc": 0.113})
+        if flag:
+            summary["base"]["movement/collapsed"] = 1.0
+        else:  # a record from before the flag: its undefined CKA was written as NaN
+            summary["base"]["movement/cka"] = math.nan
+        path.write_text(json.dumps(summary))
+    result = report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy"))
+    assert result.exponent("ntk")[0] == pytest.approx(-0.5, abs=0.01)  # with them (at 1.0) it would be -0.3
+    assert sorted(result.points[("ntk", 1024)]) == [1] and sorted(result.points[("ntk", 4096)]) == [0]
+    named = [m for m in result.missing if m.startswith("collapsed: ntk width=")]
+    assert len(named) == 2 and "test accuracy 11.3%" in named[0]

@@ -10,7 +10,9 @@ held-out images, at the layer an atlas reads (``features``, the penultimate one,
   onto the span of the trained (initial) head's rows, the classifier subspace;
 - ``movement/unchanged_patterns``: the share of (image, unit) ReLU on/off states unchanged since
   initialization (Chizat, Oyallon and Bach 2019's "proportion lazy"; meaningful at a post-ReLU layer);
-- ``movement/cka``: linear CKA (Kornblith et al. 2019) between the initial and the trained features.
+- ``movement/cka``: linear CKA (Kornblith et al. 2019) between the initial and the trained features;
+- ``movement/collapsed``: 1 when every image gives the same trained features (the layer died: every
+  unit off), whose movement measures the collapse; the lazy-limit report leaves such runs out.
 
 The initial features are taken once, at the start of the fit, and kept in the callback's state (so
 in every checkpoint: ``num_images x width`` floats), so a resumed run measures against the same
@@ -87,6 +89,12 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(cross / (sx * sy))
 
 
+def collapsed(features: torch.Tensor) -> bool:
+    """Every image gives the same features (a layer that died in training: every unit off). Its relative movement
+    is then 1 (each row lost its whole norm) and measures the collapse, not what was learned."""
+    return bool((features == features[:1]).all())
+
+
 def _pair(a: torch.Tensor, b: torch.Tensor, same_width: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or (same_width and a.shape != b.shape):
         raise ValueError(f"expected two [N, D] matrices of the same examples, got {tuple(a.shape)} and {tuple(b.shape)}.")
@@ -106,7 +114,8 @@ def movement_measures(initial: torch.Tensor, trained: torch.Tensor, trained_head
 
     measures = {"movement/relative": measured(relative_movement, initial, trained),
                 "movement/unchanged_patterns": unchanged_patterns(initial, trained),
-                "movement/cka": measured(linear_cka, initial, trained)}
+                "movement/cka": measured(linear_cka, initial, trained),
+                "movement/collapsed": float(collapsed(trained))}
     for name, head in (("trained", trained_head), ("initial", initial_head)):
         basis = None if head is None else head_span_basis(head)
         if basis is not None:

@@ -41,6 +41,7 @@ MOVEMENT = "base/movement/relative"
 HEAD_SPAN = "base/movement/relative_trained_head_span"
 PATTERNS = "base/movement/unchanged_patterns"
 CKA = "base/movement/cka"
+COLLAPSED = "base/movement/collapsed"
 ACCURACY = "base/test/acc"
 METRICS = (MOVEMENT, HEAD_SPAN, PATTERNS, CKA, ACCURACY)
 PREDICTED_EXPONENT = {"standard": None, "ntk": -0.5, "mup": 0.0}
@@ -190,6 +191,12 @@ def series_names(runs: list[Run]) -> Callable[[Run], str]:
     return name
 
 
+def collapsed(run: Run) -> bool:
+    """The run's measured layer died in training: its movement (1, each row's whole norm) is not a point of the scan.
+    Records from before ``movement/collapsed`` say so by a CKA that is undefined (not a number, so not read)."""
+    return run.metrics.get(COLLAPSED) == 1.0 or (COLLAPSED not in run.metrics and CKA not in run.metrics)
+
+
 def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
                planned: Planned | None = None) -> LazyLimit:
     """Group the finished runs that measured movement into points; name every failed run and planned gap."""
@@ -216,10 +223,12 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
     for run in sorted(measured, key=lambda r: r.time):
         if run.depth != depth or run.width is None:
             continue
-        if not run.finished:
+        if not run.finished or collapsed(run):
             failed.add((run.parameterization or "standard", run.width, run.seed))
-            result.missing.append(f"{run.status or 'unfinished'}: {run.parameterization} width={run.width} "
-                                  f"seed={run.seed} ({run.source})" + (f": {run.error}" if run.error else ""))
+            why = (f"the layer collapsed (every image gives the same features; test accuracy "
+                   f"{run.metrics.get(ACCURACY, math.nan):.1%})" if run.finished else run.error)
+            result.missing.append(f"{'collapsed' if run.finished else run.status or 'unfinished'}: {run.parameterization} "
+                                  f"width={run.width} seed={run.seed} ({run.source})" + (f": {why}" if why else ""))
             continue
         if Path(run.source).name == "summary.json":  # a run's own folder: its atlases are the folders beside it
             run.metrics.update(atlas_metrics(run.source))
