@@ -97,7 +97,7 @@ def base_depth(config: dict[str, Any] | None) -> int | None:
     """The depth of the network a sweep's base config trains: its ``depth`` (the MLP's default 1), none for a model
     without one (the conv net)."""
     model = (config or {}).get("model") or {}
-    if not str(model.get("class_path", "")).endswith("MLPClassifier"):
+    if str(model.get("class_path", "")).rpartition(".")[2] != "MLPClassifier":
         return None
     return int((model.get("init_args") or {}).get("depth", 1))
 
