@@ -4,12 +4,15 @@ run: measured at the end of fit, in the summary, the same after a resume, with e
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from tests.conftest import checkpoint_file
 from tests.test_faults import NO_WANDB, data_env, fit  # noqa: F401 - data_env is a fixture
+from wide_lightning.checkpoints import read_checkpoint
+from wide_lightning.data import TranslatedMNIST
 from wide_lightning.movement import (FeatureMovement, head_span_basis, linear_cka, movement_measures,
                                      projected_relative_movement, relative_movement, unchanged_patterns)
 
@@ -120,3 +123,26 @@ def test_movement_measures_against_the_same_initial_features_after_a_resume(data
         fit(*NO_WANDB, "--trainer.callbacks+=wide_lightning.movement.FeatureMovement",
             "--trainer.callbacks.init_args.num_images=32", *mup, "--ckpt_path=last", epochs=3, root="runs/split")
 
+
+
+def test_the_untrained_probe_control_reads_the_features_the_run_started_from(data_env):
+    """probe.control=untrained: a second probe, of the run's own network at initialization (its seed), so its frozen
+    features are the h_0 that FeatureMovement measured the trained features against; the record says so."""
+    summary = fit(*NO_WANDB, *MOVEMENT, "--seed_everything=7", "--probe.target=digit", "--probe.control=untrained",
+                  "--probe.max_epochs=1", epochs=1)
+    assert summary["kind"] == "transfer" and summary["weights"]["probe"]["reads"] == "last"
+    assert summary["weights"]["probe_untrained"]["reads"] == "untrained"
+    assert "initialized afresh" in summary["weights"]["probe_untrained"]["weights"]
+    assert 0 <= summary["probe_untrained"]["test/acc_best"] <= 1 and "test/acc_best" in summary["probe"]
+    state = torch.load(checkpoint_file(summary), weights_only=True)
+    (key,) = [k for k in state["callbacks"] if k.startswith("FeatureMovement")]
+    indices, initial = state["callbacks"][key]["indices"], state["callbacks"][key]["initial"]
+    data = TranslatedMNIST(data_dir=data_env, download=False, target="shift")
+    images = data.batch_transform(data.dataset("val").images[indices], train=False)
+    folder = Path(summary["run_folder"])
+    untrained, trained = (read_checkpoint(folder / summary[section]["checkpoint"]).build().net.features
+                          for section in ("probe_untrained", "probe"))
+    assert "probe_untrained" in summary["probe_untrained"]["checkpoint"]
+    with torch.no_grad():
+        assert torch.allclose(untrained(images), initial, atol=1e-6)
+        assert not torch.allclose(trained(images), initial, atol=1e-3)

@@ -165,3 +165,24 @@ def test_a_collapsed_run_is_named_and_left_out_of_the_fit(tmp_path):
     assert sorted(result.points[("ntk", 1024)]) == [1] and sorted(result.points[("ntk", 4096)]) == [0]
     named = [m for m in result.missing if m.startswith("collapsed: ntk width=")]
     assert len(named) == 2 and "test accuracy 11.3%" in named[0]
+
+
+def test_a_transfer_scans_probe_accuracy_is_read_drawn_and_said_beside_the_original_task(tmp_path, capsys):
+    """configs/lazy_limit/transfer_mlp.yaml: the probe's best test accuracy (the new task) against width."""
+    write_runs(tmp_path / "runs", {"ntk": (2.0, -0.5), "mup": (1.0, 0.0)}, [256, 1024])
+    for path in (tmp_path / "runs").rglob("summary.json"):
+        summary = json.loads(path.read_text())
+        width = summary["width"]
+        summary.update(kind="transfer", dataset="TranslatedMNIST", target="shift",
+                       probe={"target": "digit", "lr": 1.0, "head_parameterization": "ntk",
+                              "test/acc_best": 0.5 + width / 4096 + 0.01 * summary["seed"]},
+                       probe_untrained={"target": "digit", "test/acc_best": 0.4})
+        path.write_text(json.dumps(summary))
+    result = report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy"))
+    mean, std = result.stats("ntk", 1024, "probe/test/acc_best")
+    assert mean == pytest.approx(0.755) and std == pytest.approx(0.00707, abs=1e-4)  # seeds 0 and 1
+    assert ("  ntk: probe accuracy (original task; untrained floor) 56.8% (97.0%; 40.0%) at 256, 75.5% (97.0%; 40.0%) "
+            "at 1024") in capsys.readouterr().out
+    header, first = (tmp_path / "lazy.csv").read_text().splitlines()[:2]
+    assert {"probe/test/acc_best_mean", "probe_untrained/test/acc_best_mean"} <= set(header.split(","))
+    assert float(dict(zip(header.split(","), first.split(",")))["probe/test/acc_best_mean"]) == pytest.approx(0.5675)

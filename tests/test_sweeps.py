@@ -30,7 +30,7 @@ from wide_lightning.report import expected_grid, report
 
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
 EXPECTED_RUNS = {"figure4_left": 100, "figure4_left_stacked": 20, "figure4_right": 45, "figures1_3": 6,
-                 "lr_scan_translated_mnist": 30, "lr_scan_cifar100": 50, "lazy_limit_mlp": 198, "lazy_limit_conv": 90,
+                 "lr_scan_translated_mnist": 30, "lr_scan_cifar100": 50, "lazy_limit_mlp": 198, "lazy_limit_conv": 90, "lazy_limit_transfer": 198,
                  "lr_scan_lazy_limit": 27}
 # limit_*_batches=1 would mean 100%: jsonargparse parses Lightning's Union[float, int] as the float 1.0
 QUICK = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",

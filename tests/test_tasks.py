@@ -3,7 +3,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from wide_lightning.data import MNIST, TranslatedMNIST
-from wide_lightning.checkpoints import CheckpointKindError
+from wide_lightning.checkpoints import CheckpointKindError, read_checkpoint
 from wide_lightning.tasks import (
     ConvClassifier,
     LinearProbe,
@@ -12,6 +12,8 @@ from wide_lightning.tasks import (
     load_backbone_task,
     resolve_lr,
 )
+from wide_lightning.tasks.probe import probe_head
+from wide_lightning.transfer import ProbeSpec, check_probe_spec
 
 
 def tiny_trainer(**kwargs) -> Trainer:
@@ -117,6 +119,66 @@ def test_probe_trains_only_the_head_and_leaves_the_backbone_bit_identical(fake_d
     assert "test/acc_best" in trainer.callback_metrics
     probe.train()
     assert probe.training and probe.net.head.training and not probe.net.features.training
+
+
+@pytest.mark.parametrize("width", [16, 1024])
+def test_an_ntk_probe_head_starts_as_the_standard_head_and_moves_the_logits_alike_at_every_width(width):
+    standard, ntk = probe_head(width, 3, seed=5), probe_head(width, 3, seed=5, parameterization="ntk")
+    h = torch.randn(1, width, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(ntk(h), standard(h), atol=1e-5)  # the same function at initialization
+    # one SGD step (lr eta) on the loss sum(g * z) moves the logits by -eta (s^2 ||h||^2 + 1) g, s the weight's
+    # forward scale (1 for standard, 1/sqrt(width) for ntk; the bias is not scaled): width-free under ntk
+    eta, g = 0.01, torch.tensor([[1.0, -2.0, 0.5]])
+    for head, s2 in ((standard, 1.0), (ntk, 1.0 / width)):
+        before = head(h)
+        (before * g).sum().backward()
+        with torch.no_grad():
+            for parameter in head.parameters():
+                parameter -= eta * parameter.grad
+            moved = head(h) - before
+        expected = -eta * (s2 * h.square().sum() + 1) * g
+        assert torch.allclose(moved, expected, rtol=1e-4, atol=1e-6), (width, s2)
+
+
+def test_a_probe_head_of_another_parameterization_is_one_sentence(fake_data_dir, backbone_checkpoint):
+    with pytest.raises(ValueError, match=r"^head_parameterization must be 'standard' or 'ntk', got 'mup': "):
+        LinearProbe(str(backbone_checkpoint), num_classes=10, input_shape=(1, 28, 28), head_parameterization="mup")
+    with pytest.raises(ValueError, match=r"probe.head_parameterization='ntk' is not available to a stacked model"):
+        check_probe_spec(ProbeSpec(target="digit", head_parameterization="ntk"), "wide_lightning.StackedMLPClassifier")
+    with pytest.raises(ValueError, match=r"probe.control='untrained' is not available to a stacked model .* to 'none'"):
+        check_probe_spec(ProbeSpec(target="digit", control="untrained"), "wide_lightning.StackedMLPClassifier")
+    check_probe_spec(ProbeSpec(target="digit", head_parameterization="ntk", control="untrained"),
+                     "wide_lightning.MLPClassifier")
+    check_probe_spec(ProbeSpec(target=None, head_parameterization="ntk"), "wide_lightning.StackedMLPClassifier")
+
+
+def test_an_ntk_probe_trains_only_its_head_and_reloads_as_it_was_saved(fake_data_dir, backbone_checkpoint, tmp_path):
+    data = TranslatedMNIST(data_dir=fake_data_dir, download=False, target="digit", batch_size=64, test_each_epoch=True)
+    probe = LinearProbe(str(backbone_checkpoint), num_classes=10, input_shape=(1, 28, 28), head_parameterization="ntk")
+    weight_before = probe.net.head.weight.clone()
+    trainer = tiny_trainer(max_epochs=1)
+    trainer.fit(probe, datamodule=data)
+    assert {id(p) for p in probe.trainable_parameters()} == {id(p) for p in probe.net.head.parameters()}
+    assert not torch.equal(probe.net.head.weight, weight_before)
+    trainer.save_checkpoint(tmp_path / "probe.ckpt")
+    reloaded = read_checkpoint(tmp_path / "probe.ckpt").build(LinearProbe)
+    x = torch.randn(4, 1, 28, 28)
+    probe.eval(), reloaded.eval()
+    assert reloaded.hparams.head_parameterization == "ntk" and torch.equal(reloaded(x), probe(x))
+
+
+def test_an_untrained_probe_freezes_the_backbone_as_its_seed_initialized_it(fake_data_dir, backbone_checkpoint):
+    trained = load_backbone_task(backbone_checkpoint)
+    probe = LinearProbe(str(backbone_checkpoint), num_classes=10, input_shape=(1, 28, 28), untrained_seed=3)
+    torch.manual_seed(3)
+    fresh = MLPClassifier(num_classes=28, input_shape=(1, 28, 28), depth=2, width=16)
+    state = probe.net.features.state_dict()
+    assert state.keys() == fresh.net.features.state_dict().keys()
+    for name, tensor in fresh.net.features.state_dict().items():
+        assert torch.equal(state[name], tensor), name
+        if name.endswith("weight"):
+            assert not torch.equal(state[name], trained.net.features.state_dict()[name]), name
+    assert {id(p) for p in probe.trainable_parameters()} == {id(p) for p in probe.net.head.parameters()}
 
 
 def test_probe_rejects_checkpoints_of_the_wrong_kind(fake_data_dir, backbone_checkpoint, tmp_path):

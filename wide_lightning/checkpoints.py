@@ -57,6 +57,20 @@ def init_arguments(module: Any) -> dict[str, Any]:
     return {k: v for k, v in dict(getattr(module, "hparams", {})).items() if not k.startswith("_")}
 
 
+def construct(cls: type, hyper_parameters: dict[str, Any]) -> LightningModule:
+    """``cls`` built from saved hyper-parameters, which it records as its own.
+
+    As Lightning's own loading does: not the hyper-parameters of an instantiation around it (a LightningCLI
+    ``fit``, or a probe building its backbone, or that backbone's untrained copy, inside its ``__init__``).
+    """
+    parameters = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    arguments = {k: v for k, v in hyper_parameters.items() if not k.startswith("_") and (takes_any or k in parameters)}
+    saved = {k: v for k, v in hyper_parameters.items() if k != "_instantiator"}
+    with _given_hyperparameters_context(hparams=saved, instantiator=hyper_parameters.get("_instantiator")):
+        return cls(**arguments)
+
+
 def marker(task: LightningModule, datamodule: Any, wandb_run_id: str | None, **extra: Any) -> dict[str, Any]:
     """The ``wide_lightning`` entry of a checkpoint of ``task`` (``extra``: a stack's ``stacked_seeds``)."""
     entry: dict[str, Any] = {"task": class_path(task), "is_backbone": bool(getattr(task, "is_backbone", False))}
@@ -154,16 +168,7 @@ class CheckpointRecord:
         What ``cls.load_from_checkpoint(path)`` does, from the contents already read: the module built
         from its saved hyper-parameters, ``on_load_checkpoint``, then the weights, strictly.
         """
-        cls = cls or self.task_class()
-        parameters = inspect.signature(cls.__init__).parameters
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
-        arguments = {k: v for k, v in self.hyper_parameters.items()
-                     if not k.startswith("_") and (takes_any or k in parameters)}
-        saved = {k: v for k, v in self.hyper_parameters.items() if k != "_instantiator"}
-        # as Lightning's own loading does: the module records the saved hyper-parameters, not those of a
-        # LightningCLI instantiation around it (a probe building its backbone inside `fit`)
-        with _given_hyperparameters_context(hparams=saved, instantiator=self.hyper_parameters.get("_instantiator")):
-            module = cls(**arguments)
+        module = construct(cls or self.task_class(), self.hyper_parameters)
         module.on_load_checkpoint(self.contents)
         if self.state_dict is None:
             raise CheckpointKindError(f"{self.path} holds no state_dict: it is not a LightningModule checkpoint.")

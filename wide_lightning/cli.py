@@ -34,7 +34,7 @@ from wide_lightning.record import RunRecord, check_data_folders, scalars, signal
 from wide_lightning.resume import Placement, check_trains_something, place_run
 from wide_lightning.run_folder import RunIdentity, RunLock, is_worker_process, write_run_file
 from wide_lightning.tasks.base import ClassificationTask
-from wide_lightning.transfer import ProbeSpec, run_probe
+from wide_lightning.transfer import ProbeSpec, check_probe_spec, run_probe
 
 
 def check_devices(accelerator: Any, devices: Any) -> None:
@@ -90,6 +90,8 @@ class WideLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._subconfig()
         check_devices(config.trainer.accelerator, config.trainer.devices)
+        if "probe" in config:
+            check_probe_spec(ProbeSpec(**vars(config.probe)), getattr(config.model, "class_path", None))
         init_args = getattr(config.trainer.logger, "init_args", None)
         if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
             init_args.save_dir = config.trainer.default_root_dir or "."
@@ -145,9 +147,11 @@ class WideLightningCLI(LightningCLI):
             if spec.target is not None:
                 summary["kind"] = "transfer"
                 entered("probe")
-                probe = run_probe(spec, trainer, self.model, self.datamodule, vars(self.config_init[self.subcommand].trainer),
-                                  self._subconfig().get("seed_everything"))
-                record.with_probe(summary, probe)
+                settings, seed = vars(self.config_init[self.subcommand].trainer), self._subconfig().get("seed_everything")
+                record.with_probe(summary, run_probe(spec, trainer, self.model, self.datamodule, settings, seed))
+                if spec.control == "untrained":
+                    record.with_probe(summary, run_probe(spec, trainer, self.model, self.datamodule, settings, seed,
+                                                         untrained=True), section="probe_untrained")
         except BaseException as error:  # a signal during the test or the probe too
             record.unfinished(summary, error)
             raise

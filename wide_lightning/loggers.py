@@ -390,9 +390,9 @@ def finish_wandb_run(trainer: Trainer, record: dict[str, Any]) -> None:
         if isinstance(logger, LightningWandbLogger):
             run = logger.experiment
             flat = {k: v for k, v in record.items() if isinstance(v, (int, float, str)) or v is None}
-            for section in ("base", "probe"):
+            for section in ("base", "probe", "probe_untrained"):  # a probe's target and head (strings) are settings
                 flat.update({f"{section}/{k}": v for k, v in (record.get(section) or {}).items()
-                             if isinstance(v, (int, float))})
+                             if isinstance(v, (int, float, str))})
             if hasattr(run, "summary"):
                 run.summary.update(flat)
             import wandb

@@ -178,11 +178,16 @@ class RunRecord:
             "wandb": self.wandb_facts(),
         }
 
-    def with_probe(self, record: dict[str, Any], probe: dict[str, Any]) -> None:
+    def with_probe(self, record: dict[str, Any], probe: dict[str, Any], section: str = "probe") -> None:
+        """Add a probe's record under ``section`` (``probe``, or ``probe_untrained`` for the untrained control)."""
         probe = {**probe, **{k: self.in_run_folder(probe[k]) for k in ("checkpoint", "backbone_checkpoint")
                              if isinstance(probe.get(k), str)}}
-        record.update(kind="transfer", probe=probe)
-        record["weights"]["probe"] = {"reads": self.config.probe.backbone, "checkpoint": probe["backbone_checkpoint"]}
+        record.update({"kind": "transfer", section: probe})
+        if section == "probe_untrained":  # the checkpoint gives the architecture only
+            record["weights"][section] = {"reads": "untrained", "checkpoint": probe["backbone_checkpoint"],
+                                          "weights": "initialized afresh from the run's seed (none of the checkpoint's)"}
+        else:
+            record["weights"][section] = {"reads": self.config.probe.backbone, "checkpoint": probe["backbone_checkpoint"]}
 
     def unfinished(self, record: dict[str, Any], error: BaseException) -> None:
         """Mark ``record`` as the run that ``error`` stopped: why, and how to go on."""
@@ -287,10 +292,11 @@ class RunRecord:
             lines.append(f"last checkpoint: {last} (resume with --ckpt_path last)")
         if record.get("status") == "diverged":
             lines.insert(0, f"diverged: {record['error']}")
-        if "probe" in record:
-            probe = record["probe"]
-            lines.append(f"probe ({probe['target']}): best test accuracy {probe.get('test/acc_best', float('nan')):.4f}, "
-                         f"checkpoint {self.found(probe['checkpoint'])}")
+        for section, what in (("probe", "probe"), ("probe_untrained", "probe of the untrained network")):
+            if section in record:
+                probe = record[section]
+                lines.append(f"{what} ({probe['target']}): best test accuracy {probe.get('test/acc_best', float('nan')):.4f}, "
+                             f"checkpoint {self.found(probe['checkpoint'])}")
         atlases = [c.directory for c in self.trainer.callbacks if isinstance(c, ActivationAtlas) and c.directory]
         lines += [f"atlas: {directory}" for directory in atlases]
         wandb_facts = record.get("wandb")

@@ -34,12 +34,33 @@ class ProbeSpec:
         max_epochs: probe epochs (default: the base run's).
         backbone: which base checkpoint the probe freezes: ``last`` (the network at the end of
             training, default) or ``best`` (best validation accuracy).
+        head_parameterization: the probe head's, ``standard`` (the paper's) or ``ntk`` (one learning
+            rate for features of any width; ``LinearProbe``).
+        control: ``untrained``: a second probe, of the same network at its initialization (the run's seed, so
+            its features are the run's own starting point), logged under ``probe_untrained/``: the floor that
+            the trained features are measured against, as the atlas's ``--control untrained``.
     """
 
     target: str | None = None
     lr: float | None = None
     max_epochs: int | None = None
     backbone: Literal["last", "best"] = "last"
+    head_parameterization: Literal["standard", "ntk"] = "standard"
+    control: Literal["none", "untrained"] = "none"
+
+
+def check_probe_spec(spec: ProbeSpec, model_class_path: str | None) -> None:
+    """Refuse, before training, a probe the base model cannot take."""
+    stacked = (model_class_path or "").rpartition(".")[2].startswith("Stacked")
+    if spec.target is None or not stacked:
+        return
+    offered = {"head_parameterization": (spec.head_parameterization, spec.head_parameterization == "standard", "'standard'"),
+               "control": (spec.control, spec.control == "none", "'none'")}
+    for name, (value, ok, usual) in offered.items():
+        if not ok:
+            raise ValueError(f"probe.{name}={value!r} is not available to a stacked model ({model_class_path}), whose "
+                             f"probes read each member's trained network with a standard head; train its networks as "
+                             f"separate runs, or set probe.{name} to {usual}.")
 
 
 def backbone_checkpoint(spec: ProbeSpec, trainer: Trainer) -> str:
@@ -55,32 +76,38 @@ def backbone_checkpoint(spec: ProbeSpec, trainer: Trainer) -> str:
 
 
 def run_probe(spec: ProbeSpec, trainer: Trainer, model: LightningModule, datamodule: LightningDataModule,
-              trainer_settings: dict[str, Any], seed: Any) -> dict[str, Any]:
+              trainer_settings: dict[str, Any], seed: Any, untrained: bool = False) -> dict[str, Any]:
     """Train the probe for ``spec.target`` on the frozen features ``trainer`` just trained; its record.
 
     ``trainer_settings`` are the base Trainer's arguments as LightningCLI instantiated them: the probe
-    trains on the same devices, precision and limits, with ``spec.max_epochs`` if given.
+    trains on the same devices, precision and limits, with ``spec.max_epochs`` if given. ``untrained``: the
+    control, the same network as the run's seed initialized it (``probe_untrained/``, ``checkpoints/probe_untrained``).
     """
-    backbone = backbone_checkpoint(spec, trainer)
+    section = "probe_untrained" if untrained else "probe"
+    backbone = backbone_checkpoint(spec, trainer)  # the untrained control: its architecture
     data = type(datamodule)(**{**init_arguments(datamodule), "target": spec.target, "test_each_epoch": True})
     kwargs = dict(num_classes=data.num_classes, input_shape=tuple(data.input_shape),
                   lr=spec.lr if spec.lr is not None else model.lr, momentum=model.momentum)
     if isinstance(model, StackedTask):  # each member's head is seeded with the member's seed
         probe = StackedLinearProbe(backbone, **kwargs)
     else:  # the run's seed, not whatever base training left in the random stream
-        probe = LinearProbe(backbone, **kwargs, head_seed=seed if type(seed) is int else None)
+        seed = seed if type(seed) is int else None
+        probe = LinearProbe(backbone, **kwargs, head_seed=seed, head_parameterization=spec.head_parameterization,
+                            untrained_seed=(seed or 0) if untrained else None)
     settings = {k: v for k, v in trainer_settings.items() if k not in NOT_FOR_THE_PROBE}
     if spec.max_epochs is not None:
         settings["max_epochs"] = spec.max_epochs
     callback = trainer.checkpoint_callback
-    checkpoint = BestAndLastCheckpoint(dirpath=os.path.join(callback.dirpath, "probe"), **CHECKPOINT_DEFAULTS)
-    loggers = [PrefixedLogger(logger, "probe/") for logger in trainer.loggers]
+    checkpoint = BestAndLastCheckpoint(dirpath=os.path.join(callback.dirpath, section), **CHECKPOINT_DEFAULTS)
+    loggers = [PrefixedLogger(logger, f"{section}/") for logger in trainer.loggers]
     levers = [c for c in trainer.callbacks if isinstance(c, STEP_LEVERS)]  # the probe trains as fast
     probe_trainer = Trainer(**settings, callbacks=[checkpoint, *levers], logger=loggers or False)
     use_atomic_checkpoints(probe_trainer)
-    rank_zero_info(f"transfer: linear probe for target {spec.target!r} on the frozen features of {backbone}")
+    network = "the untrained network of" if untrained else "the frozen features of"
+    rank_zero_info(f"transfer: linear probe for target {spec.target!r} on {network} {backbone}")
     probe_trainer.fit(probe, datamodule=data)
     return {
         "target": spec.target, "backbone_checkpoint": backbone, "checkpoint": checkpoint.best_model_path,
-        "lr": probe.lr, "max_epochs": probe_trainer.max_epochs, **scalars(probe_trainer.callback_metrics),
+        "lr": probe.lr, "max_epochs": probe_trainer.max_epochs, "head_parameterization": spec.head_parameterization,
+        **scalars(probe_trainer.callback_metrics),
     }

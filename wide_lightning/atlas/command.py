@@ -32,8 +32,8 @@ from wide_lightning.atlas.settings import AtlasSettings
 from wide_lightning.atlas.summary import metric_lines, summary_lines
 from wide_lightning.atlas.task import check_task_atlas, render_task_atlas
 from wide_lightning.data.base import ImageDataModule
-from wide_lightning.checkpoints import build_datamodule, find_checkpoint, init_arguments
-from wide_lightning.tasks.backbone import load_network
+from wide_lightning.checkpoints import build_datamodule, find_checkpoint
+from wide_lightning.tasks.backbone import load_network, untrained_copy
 
 
 def atlas(
@@ -124,11 +124,7 @@ def atlas(
     if control == "untrained":
         if not ours:
             raise ValueError("--control untrained re-initializes one of our networks; --model networks are read as given.")
-        torch.manual_seed(atlas_settings.seed)
-        arguments = init_arguments(task)
-        if arguments.get("weights") is not None:  # a TorchvisionClassifier from ImageNet weights: untrained means random
-            arguments["weights"] = None
-        task = type(task)(**arguments).eval()
+        task = untrained_copy(task, atlas_settings.seed)
     run_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     task = task.to(run_device)
     read = layer_reader(task, layer, position, atlas_settings.seed)

@@ -11,7 +11,7 @@ under ``mup``) and gives the exponent's standard error. The atlases found beside
 It writes ``<out>.png`` (relative movement of the whole hidden state and of its
 classifier-subspace projection; the share of unchanged ReLU patterns and CKA; the share of icons
 the judge names as their cell's class, for the hidden state, the classifier subspace and the
-untrained floor; test accuracy; each against width), ``<out>.csv`` and ``<out>.missing.txt``
+untrained floor; test accuracy, and a transfer run's probe accuracy with its untrained floor; each against width), ``<out>.csv`` and ``<out>.missing.txt``
 (every planned point without a finished run, every failed run), as the Figure 4 report does.
 """
 
@@ -43,7 +43,9 @@ PATTERNS = "base/movement/unchanged_patterns"
 CKA = "base/movement/cka"
 COLLAPSED = "base/movement/collapsed"
 ACCURACY = "base/test/acc"
-METRICS = (MOVEMENT, HEAD_SPAN, PATTERNS, CKA, ACCURACY)
+PROBE = "probe/test/acc_best"  # a transfer run's new task (configs/lazy_limit/transfer_mlp.yaml), as in Figure 4
+PROBE_UNTRAINED = "probe_untrained/test/acc_best"  # the same probe of the network at initialization: the floor
+METRICS = (MOVEMENT, HEAD_SPAN, PATTERNS, CKA, ACCURACY, PROBE, PROBE_UNTRAINED)
 PREDICTED_EXPONENT = {"standard": None, "ntk": -0.5, "mup": 0.0}
 COLORS = {"standard": "tab:blue", "ntk": "tab:orange", "mup": "tab:green"}
 
@@ -159,12 +161,20 @@ class LazyLimit:
                 if any(math.isfinite(v) for v in judged.values()):
                     lines.append(f"  {p} width {w}: icons the judge names, " + ", ".join(
                         f"{kind.replace('_', ' ')} {v:.1%}" for kind, v in judged.items() if math.isfinite(v)))
+        for p in self.parameterizations:
+            probed = [(w, *(self.stats(p, w, m)[0] for m in (PROBE, ACCURACY, PROBE_UNTRAINED))) for w in self.widths(p)]
+            probed = [point for point in probed if math.isfinite(point[1])]
+            if probed:
+                floor = any(math.isfinite(point[3]) for point in probed)
+                lines.append(f"  {p}: probe accuracy (original task{'; untrained floor' if floor else ''}) " + ", ".join(
+                    f"{probe:.1%} ({base:.1%}" + (f"; {untrained:.1%}" if math.isfinite(untrained) else "") + f") at {w}"
+                    for w, probe, base, untrained in probed))
         lines += [f"missing: {m}" for m in self.missing] or ["missing: none"]
         return "\n".join(lines + self.notes)
 
 
 #: What makes two runs of one parameterization and width different experiments rather than replicates.
-SERIES_SETTINGS = ("lr", "max_epochs")
+SERIES_SETTINGS = ("lr", "max_epochs", "probe/lr", "probe/max_epochs", "probe/head_parameterization")
 
 
 def parameterization_of(series: str) -> str:
@@ -356,7 +366,9 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
         curve(atlases, "atlas/hidden/judge", label=f"{p}: hidden state")
         curve(atlases, "atlas/classifier_subspace/judge", linestyle="--", label=f"{p}: classifier subspace")
         curve(atlases, "atlas/untrained/judge", linestyle=":", label=f"{p}: untrained (floor)")
-        curve(accuracy, ACCURACY, label=p)
+        curve(accuracy, ACCURACY, label=f"{p}: original task")
+        curve(accuracy, PROBE, linestyle="--", label=f"{p}: probe (new task)")
+        curve(accuracy, PROBE_UNTRAINED, linestyle=":", label=f"{p}: probe of the untrained network (floor)")
     for axes in (movement, patterns, atlases, accuracy):
         axes.set_xscale("log", base=2)
         axes.set_xlabel("Width n")
@@ -375,7 +387,9 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     atlases.set_ylabel("icons the judge names as their cell's class")
     atlases.set_ylim(0.0, 1.05)  # a share: its whole range, so one point does not fill the panel
     atlases.set_title("Atlas recognizability")
-    accuracy.set_title("Original task" + ("" if not result.missing else " (incomplete: see .missing.txt)"))
+    transfer = any(math.isfinite(result.stats(p, w, PROBE)[0]) for p, w in result.points)
+    accuracy.set_title(("Original task and probe" if transfer else "Original task")
+                       + ("" if not result.missing else " (incomplete: see .missing.txt)"))
     figure.savefig(path, dpi=150)
     return Path(path)
 

@@ -27,7 +27,7 @@ _WANDB_RUN_DIR = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-([A-Za-z0-9]+)$")
 #: files (their contents are not recorded), and the batch size and data arguments given on the command line are in
 #: no run record.
 RESULT_SETTINGS = ("target", "parameterization", "lr", "max_epochs", "parameters", "config",
-                   "probe/target", "probe/lr", "probe/max_epochs", "probe/backbone")
+                   "probe/target", "probe/lr", "probe/max_epochs", "probe/backbone", "probe/head_parameterization")
 #: The status of a run whose record could not be read: its point is unknown, so a report counts it as missing.
 UNREADABLE = "unreadable"
 NO_WANDB_SUMMARY = ("no files/wandb-summary.json (a wandb offline run keeps its summary only in run-<id>.wandb): "
@@ -116,7 +116,7 @@ def run_from_summary(summary: dict[str, Any], source: str, time: float = 0.0) ->
     """A run from the nested ``summary.json`` that ``wide-lightning fit`` writes (``cli._summary``)."""
     wandb_facts = summary.get("wandb") or {}
     run_id, started = _wandb_dir_facts(wandb_facts.get("dir"))
-    metrics = {f"{section}/{k}": v for section in ("base", "probe")
+    metrics = {f"{section}/{k}": v for section in ("base", "probe", "probe_untrained")
                for k, v in (summary.get(section) or {}).items() if _number(v) is not None}
     flat = {**summary, **{f"probe/{k}": v for k, v in (summary.get("probe") or {}).items()}}
     backbone = ((summary.get("weights") or {}).get("probe") or {}).get("reads")
@@ -144,7 +144,7 @@ def run_from_wandb_summary(summary: dict[str, Any], source: str, run_id: str | N
     if state in ("failed", "crashed", "killed", "running") and status == "finished":
         status = state  # the run recorded success but W&B saw it die, or it is still going
     metrics = {k: float(v) for k, v in summary.items()
-               if k.startswith(("base/", "probe/")) and _number(v) is not None}
+               if k.startswith(("base/", "probe/", "probe_untrained/")) and _number(v) is not None}
     return Run(
         source=source, run_id=run_id, kind=summary.get("kind"), status=status, model=summary.get("model"),
         dataset=summary.get("dataset"), target=summary.get("target"), width=_int(summary.get("width")),

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from wide_lightning.checkpoints import CheckpointKindError, CheckpointRecord, import_object, read_checkpoint
+from wide_lightning.checkpoints import CheckpointKindError, CheckpointRecord, construct, import_object, read_checkpoint
 from wide_lightning.tasks.base import ClassificationTask
 
 Checkpoint = str | Path | CheckpointRecord
@@ -42,6 +42,19 @@ def load_backbone_task(checkpoint: Checkpoint, purpose: str = "a linear probe") 
     task = record.build(cls)
     task.training_data = record.datamodule  # the DataModule it was trained on, as recorded
     return task
+
+
+def untrained_copy(task: ClassificationTask, seed: int) -> ClassificationTask:
+    """The untrained control (Appendix A.1): ``task``'s architecture initialized afresh from ``seed``, in eval mode,
+    with none of its trained weights (nor a torchvision network's pretrained ones). Seeds the global stream:
+    wrap it in ``isolate_rng`` where the caller's stream must not change."""
+    hyper_parameters = dict(task.hparams)
+    if hyper_parameters.get("weights") is not None:  # a TorchvisionClassifier from ImageNet weights: untrained means random
+        hyper_parameters["weights"] = None
+    torch.manual_seed(seed)
+    fresh = construct(type(task), hyper_parameters).eval()
+    fresh.training_data = getattr(task, "training_data", None)
+    return fresh
 
 
 def load_network(checkpoint: Checkpoint | None, model: str | None = None, weights: str | None = None,

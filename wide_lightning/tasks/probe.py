@@ -14,7 +14,8 @@ from wide_lightning.activations import layer_reader
 from wide_lightning.data.base import dataset_of
 from wide_lightning.nets import PixelLinear, init_head_
 from wide_lightning.checkpoints import init_arguments
-from wide_lightning.tasks.backbone import load_network
+from wide_lightning.parameterization import init_ntk_
+from wide_lightning.tasks.backbone import load_network, untrained_copy
 from wide_lightning.tasks.base import ClassificationTask
 
 
@@ -50,20 +51,36 @@ def with_backbone_facts(facts: dict[str, Any], backbone_hparams: dict[str, Any])
     return facts
 
 
-def probe_head(width: int, num_classes: int, seed: int | None) -> nn.Linear:
+#: How a probe head's weights scale with the width of the features it reads: ``standard`` (the paper's
+#: ``nn.Linear``) or ``ntk`` (weights N(0, 1), the output scaled by 1/sqrt(width)). The two start as the
+#: same function; under ``ntk`` one learning rate moves the logits as much at every width, where a
+#: standard head's stable rate falls as 1/width (its step on the logits grows with ||features||^2).
+PROBE_HEADS = ("standard", "ntk")
+
+
+def check_probe_head(value: Any) -> str:
+    if value not in PROBE_HEADS:
+        raise ValueError(f"head_parameterization must be 'standard' or 'ntk', got {value!r}: a probe head is one "
+                         f"linear layer on frozen features, and ntk gives it a learning rate that holds at every width.")
+    return value
+
+
+def probe_head(width: int, num_classes: int, seed: int | None, parameterization: str = "standard") -> nn.Linear:
     """A fresh head with the paper's last-layer initialization, drawn from ``seed`` if given.
 
     A seeded head does not depend on what consumed the global random stream before it (the base
     training of a transfer run, the number of DDP processes), and is the head a stack's member of
-    that seed gets (``StackedLinearProbe``).
+    that seed gets (``StackedLinearProbe``). An ``ntk`` head's effective weights are the ``standard``
+    head's of the same seed.
     """
+    init = init_head_ if check_probe_head(parameterization) == "standard" else (lambda head: init_ntk_(head, head))
     head = nn.Linear(width, num_classes)
     if seed is None:
-        init_head_(head)
+        init(head)
     else:
         with isolate_rng():
             torch.manual_seed(seed)
-            init_head_(head)
+            init(head)
     return head
 
 
@@ -101,6 +118,12 @@ class LinearProbe(ClassificationTask):
         momentum: SGD momentum.
         head_seed: draw the head's initialization from this seed (a transfer run passes its
             ``seed_everything``); ``None`` draws it from the global random stream.
+        head_parameterization: ``standard`` (the paper's head) or ``ntk`` (the same function at
+            initialization, its output scaled by 1/sqrt(width), so that one learning rate suits features of
+            any width: the lazy-limit transfer, ``docs/lazy_limit.md#transfer``).
+        untrained_seed: freeze the backbone's architecture initialized afresh from this seed instead of its
+            trained weights: the untrained control, the floor that training's features are measured against (a
+            transfer run's ``probe.control: untrained`` passes its own seed, so the features are its ``h_0``).
         layer: the frozen layer, by its module path in the backbone (``features``: our networks'
             penultimate layer, the paper's; e.g. ``net.features.3``, ``layer4``).
         pool: how a convolutional layer ``[B, C, H, W]`` becomes the head's input: ``mean`` (global
@@ -122,6 +145,8 @@ class LinearProbe(ClassificationTask):
         num_classes: int,
         input_shape: tuple[int, int, int],
         head_seed: int | None = None,
+        head_parameterization: Literal["standard", "ntk"] = "standard",
+        untrained_seed: int | None = None,
         layer: str = "features",
         pool: Literal["mean", "flatten", "centre"] = "mean",
         backbone_model: str | None = None,
@@ -132,18 +157,25 @@ class LinearProbe(ClassificationTask):
 
     def configure_network(self) -> ProbeNet:
         h = self.hparams
+        check_probe_head(h.head_parameterization)
         if h.pool not in ("mean", "flatten", "centre"):
             raise ValueError(f"pool must be 'mean', 'flatten' or 'centre', got {h.pool!r}.")
         backbone = load_network(h.backbone_checkpoint, h.backbone_model, h.backbone_weights)
         if h.backbone_model is None:
             check_probe_input(backbone, h.input_shape, h.backbone_checkpoint)
+        if h.untrained_seed is not None:
+            if not isinstance(backbone, ClassificationTask):
+                raise ValueError(f"untrained_seed re-initializes one of our networks; {h.backbone_model} is read as given.")
+            with isolate_rng():
+                backbone = untrained_copy(backbone, h.untrained_seed)
         features = layer_reader(backbone, h.layer, position=h.pool)
         with torch.no_grad():
             width = features.eval()(torch.zeros(2, *h.input_shape)).shape[1]
         self.backbone_hparams = init_arguments(backbone) if isinstance(backbone, ClassificationTask) else {}
         self.backbone_data = getattr(backbone, "training_data", None)
         self.backbone_name = h.backbone_checkpoint or h.backbone_model
-        return ProbeNet(features, probe_head(width, h.num_classes, h.head_seed), h.input_shape)
+        return ProbeNet(features, probe_head(width, h.num_classes, h.head_seed, h.head_parameterization),
+                        h.input_shape)
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None and self.trainer.datamodule is not None:
