@@ -329,6 +329,16 @@ def colour_of(series: str, every: list[str]) -> str:
     return base if shade == 0 else tuple(c * 0.55 ** shade for c in to_rgb(base))
 
 
+def accuracy_legend(parameterizations: list[str]) -> list[Any]:
+    """The accuracy panel's key: one colour per parameterization, one line style per measure."""
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=colour_of(p, parameterizations), marker="o", markersize=3, label=p)
+            for p in parameterizations] + [
+        Line2D([], [], color="gray", linestyle=style, label=label) for style, label in
+        (("-", "original task"), ("--", "probe (new task)"), (":", "probe of the untrained network (floor)"))]
+
+
 def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     """Four panels against width (log axis): relative movement (log-log, with the fitted exponent), the share of
     unchanged ReLU patterns and CKA, the atlases' recognizability (hidden state, classifier subspace, untrained
@@ -369,10 +379,13 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
         curve(accuracy, ACCURACY, label=f"{p}: original task")
         curve(accuracy, PROBE, linestyle="--", label=f"{p}: probe (new task)")
         curve(accuracy, PROBE_UNTRAINED, linestyle=":", label=f"{p}: probe of the untrained network (floor)")
+    transfer = any(math.isfinite(result.stats(p, w, PROBE)[0]) for p, w in result.points)
     for axes in (movement, patterns, atlases, accuracy):
         axes.set_xscale("log", base=2)
         axes.set_xlabel("Width n")
-        if axes.has_data():
+        if axes is accuracy and transfer:  # nine curves: a colour per parameterization, a line style per measure
+            accuracy.legend(handles=accuracy_legend(result.parameterizations), fontsize="x-small")
+        elif axes.has_data():
             axes.legend(fontsize="x-small")
         else:  # say so, rather than leave an empty frame that reads like a zero
             axes.text(0.5, 0.5, "no runs with these numbers" + ("\n(wide-lightning-atlas writes them)"
@@ -387,7 +400,6 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     atlases.set_ylabel("icons the judge names as their cell's class")
     atlases.set_ylim(0.0, 1.05)  # a share: its whole range, so one point does not fill the panel
     atlases.set_title("Atlas recognizability")
-    transfer = any(math.isfinite(result.stats(p, w, PROBE)[0]) for p, w in result.points)
     accuracy.set_title(("Original task and probe" if transfer else "Original task")
                        + ("" if not result.missing else " (incomplete: see .missing.txt)"))
     figure.savefig(path, dpi=150)

@@ -53,15 +53,16 @@ def with_backbone_facts(facts: dict[str, Any], backbone_hparams: dict[str, Any])
 
 #: How a probe head's weights scale with the width of the features it reads: ``standard`` (the paper's
 #: ``nn.Linear``) or ``ntk`` (weights N(0, 1), the output scaled by 1/sqrt(width)). The two start as the
-#: same function; under ``ntk`` one learning rate moves the logits as much at every width, where a
-#: standard head's stable rate falls as 1/width (its step on the logits grows with ||features||^2).
+#: same function; a step of one rate moves an ``ntk`` head's logits alike at every width (a standard
+#: head's step grows with ||features||^2). Measured on the lazy-limit transfer, the standard head at one
+#: rate did as well or better at every width (docs/lazy_limit.md#learning-rates).
 PROBE_HEADS = ("standard", "ntk")
 
 
 def check_probe_head(value: Any) -> str:
     if value not in PROBE_HEADS:
         raise ValueError(f"head_parameterization must be 'standard' or 'ntk', got {value!r}: a probe head is one "
-                         f"linear layer on frozen features, and ntk gives it a learning rate that holds at every width.")
+                         f"linear layer on frozen features, with no base width for a μP readout.")
     return value
 
 
@@ -119,8 +120,8 @@ class LinearProbe(ClassificationTask):
         head_seed: draw the head's initialization from this seed (a transfer run passes its
             ``seed_everything``); ``None`` draws it from the global random stream.
         head_parameterization: ``standard`` (the paper's head) or ``ntk`` (the same function at
-            initialization, its output scaled by 1/sqrt(width), so that one learning rate suits features of
-            any width: the lazy-limit transfer, ``docs/lazy_limit.md#transfer``).
+            initialization, its output scaled by 1/sqrt(width); compared on the lazy-limit transfer in
+            ``docs/lazy_limit.md#learning-rates``).
         untrained_seed: freeze the backbone's architecture initialized afresh from this seed instead of its
             trained weights: the untrained control, the floor that training's features are measured against (a
             transfer run's ``probe.control: untrained`` passes its own seed, so the features are its ``h_0``).
