@@ -106,3 +106,15 @@ def test_a_mup_checkpoint_serves_the_atlas_and_the_probe(data_env):
                 f"--model.init_args.backbone_checkpoint={checkpoint_file(base)}", "--data.init_args.target=digit",
                 epochs=1, root="runs/probe")
     assert probe["status"] == "finished" and probe["model"] == "LinearProbe" and probe["base"]["test/acc"] > 0
+
+
+def test_a_depth_one_mlps_initial_features_are_the_same_under_every_parameterization():
+    """So one untrained control (an atlas's, a probe's) is the floor of all three at depth 1."""
+    x = torch.randn(4, *SHAPE)
+    features = []
+    for p in ("standard", "ntk", "mup"):
+        torch.manual_seed(2)
+        net = MLP(SHAPE, 4, 1, 32, parameterization=p, mup_base_width=16)
+        with torch.no_grad():
+            features.append(net.features(x))
+    assert torch.equal(features[0], features[1]) and torch.equal(features[0], features[2])
