@@ -54,13 +54,12 @@ def check_probe_spec(spec: ProbeSpec, model_class_path: str | None) -> None:
     stacked = (model_class_path or "").rpartition(".")[2].startswith("Stacked")
     if spec.target is None or not stacked:
         return
-    offered = {"head_parameterization": (spec.head_parameterization, spec.head_parameterization == "standard", "'standard'"),
-               "control": (spec.control, spec.control == "none", "'none'")}
-    for name, (value, ok, usual) in offered.items():
-        if not ok:
+    for name, usual in (("head_parameterization", "standard"), ("control", "none")):
+        value = getattr(spec, name)
+        if value != usual:
             raise ValueError(f"probe.{name}={value!r} is not available to a stacked model ({model_class_path}), whose "
                              f"probes read each member's trained network with a standard head; train its networks as "
-                             f"separate runs, or set probe.{name} to {usual}.")
+                             f"separate runs, or set probe.{name} to {usual!r}.")
 
 
 def backbone_checkpoint(spec: ProbeSpec, trainer: Trainer) -> str:
