@@ -1,6 +1,7 @@
 """The command line as users type it: every shipped config, resume, W&B offline runs, bad flags."""
 
 import csv
+import json
 import subprocess
 import sys
 from argparse import ArgumentError
@@ -115,6 +116,8 @@ def test_fit_tests_the_best_checkpoint_and_resumes_from_last(data_env, tmp_path)
     saved = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 4 and saved[CHECKPOINT_KEY]["task"].endswith("ConvClassifier")
     assert len(list(checkpoints.glob("epoch*.ckpt"))) >= 1  # nothing of the first run was lost
+    summary = json.loads((checkpoints.parent / "summary.json").read_text())
+    assert (summary["model"], summary["conv_channels"], summary["width"]) == ("ConvClassifier", 4, 20)
 
 
 def test_last_checkpoint_is_the_latest_epoch_even_when_the_best_is_older(data_env, tmp_path):

@@ -149,6 +149,26 @@ def test_a_conv_net_without_depth_is_reported_and_never_mixed_with_an_mlp(tmp_pa
         report_lazy_limit(runs=[str(tmp_path / "conv")], out=str(tmp_path / "lazy"))
 
 
+def test_a_conv_net_with_every_layer_wide_is_an_experiment_apart_from_the_contrast(tmp_path, capsys):
+    """conv_channels "width" and a fixed count make the same net at one width but are two scans: never one series."""
+    def as_conv(folder, conv_channels):
+        for path in folder.rglob("summary.json"):
+            path.write_text(json.dumps({**json.loads(path.read_text()), "model": "ConvClassifier", "depth": None,
+                                        "conv_channels": conv_channels}))
+
+    write_runs(tmp_path / "all_wide", {"ntk": (1.0, -0.3)}, [16, 32, 64])
+    as_conv(tmp_path / "all_wide", "width")
+    result = report_lazy_limit(runs=[str(tmp_path / "all_wide")], out=str(tmp_path / "lazy"), min_width=16)
+    assert result.network == "ConvClassifier, conv channels width"
+    assert "ntk: a = -0.300 +- 0.000 (theory -0.5)" in capsys.readouterr().out  # every layer wide: theory's case
+    write_runs(tmp_path / "all_wide/contrast", {"ntk": (1.0, -0.1)}, [32])
+    as_conv(tmp_path / "all_wide/contrast", 32)
+    with pytest.raises(ReportError, match=r"runs of 2 experiments were found at depth None: ConvClassifier on MNIST "
+                                          r"\(digit, conv channels 32\); ConvClassifier on MNIST \(digit, conv "
+                                          r"channels width\)"):
+        report_lazy_limit(runs=[str(tmp_path / "all_wide")], out=str(tmp_path / "lazy"), min_width=16)
+
+
 def test_a_collapsed_run_is_named_and_left_out_of_the_fit(tmp_path):
     """A layer that died in training moved by exactly 1 (its whole norm): a collapse, not a point of the power law."""
     write_runs(tmp_path / "runs", {"ntk": (2.0, -0.5)}, [256, 1024, 4096])

@@ -36,6 +36,7 @@ from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from wide_lightning.files import NoAccess, check_writable_folder, make_folder, write_text
+from wide_lightning.run_folder import METRIC_SECTIONS
 
 CONFIG_NAME = "lightning_config.yaml"  # W&B keeps its own config.yaml in the run's files
 #: wandb's server before 0.2x made ``https://api.forge.coreweave.com`` the default (used when wandb says none).
@@ -390,7 +391,7 @@ def finish_wandb_run(trainer: Trainer, record: dict[str, Any]) -> None:
         if isinstance(logger, LightningWandbLogger):
             run = logger.experiment
             flat = {k: v for k, v in record.items() if isinstance(v, (int, float, str)) or v is None}
-            for section in ("base", "probe", "probe_untrained"):  # a probe's target and head (strings) are settings
+            for section in METRIC_SECTIONS:  # a probe's target and head (strings) are settings
                 flat.update({f"{section}/{k}": v for k, v in (record.get(section) or {}).items()
                              if isinstance(v, (int, float, str))})
             if hasattr(run, "summary"):

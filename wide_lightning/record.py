@@ -26,7 +26,7 @@ from wide_lightning.data.base import DATA_ENV, dataset_of
 from wide_lightning.files import SpaceReserve, check_readable_folder, check_writable_folder, is_remote, write_text
 from wide_lightning.interruption import Interrupted, entered, received, received_during
 from wide_lightning.loggers import finish_wandb_run, unused_path
-from wide_lightning.run_folder import in_run_folder
+from wide_lightning.run_folder import METRIC_SECTIONS, in_run_folder
 from wide_lightning.tasks.base import Diverged
 from wide_lightning.tasks.stacked import StackedTask
 
@@ -164,6 +164,7 @@ class RunRecord:
             "target": data.target,
             "width": facts["width"],
             "depth": facts.get("depth"),
+            **({"conv_channels": facts["conv_channels"]} if "conv_channels" in facts else {}),
             "parameters": facts["parameters"],
             "lr": facts["lr_resolved"],
             "parameterization": facts["parameterization"],
@@ -247,7 +248,7 @@ class RunRecord:
         seed, depth, width and parameter count and its own metrics (those under its ``member_names`` prefix)."""
         if not isinstance(self.model, StackedTask):
             return [record]
-        sections = {name: values for name in ("base", "probe") if isinstance(values := record.get(name), dict)}
+        sections = {name: values for name in METRIC_SECTIONS if isinstance(values := record.get(name), dict)}
         members = self.model.member_facts()
         prefixes = tuple(f"{m['name']}/" for m in members)
         # the stack's averages over members (metric names without a member prefix), kept with every member

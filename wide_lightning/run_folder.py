@@ -37,6 +37,9 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 #: The checkpoint key that holds the run's name and settings.
 RUN_KEY = "wide_lightning_run"
+#: The sections of a run's ``summary.json`` that hold its metrics: the base training, the probe of its
+#: trained network, and the probe of the same network untrained (``probe.control: untrained``).
+METRIC_SECTIONS = ("base", "probe", "probe_untrained")
 
 #: DataModule arguments that say where and how fast the data is read, not what is learned.
 DATA_LOCATION_ARGUMENTS = frozenset({"data_dir", "download", "num_workers", "placement"})

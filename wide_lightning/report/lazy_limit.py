@@ -112,6 +112,7 @@ class LazyLimit:
     points: dict[tuple[str, int], dict[int | None, Run]]  # (parameterization, width) -> seed -> run
     min_width: int
     model: str | None = None
+    conv_channels: int | str | None = None  # a conv net's filters: a count, or "width" (every layer wide)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -140,12 +141,15 @@ class LazyLimit:
     @property
     def network(self) -> str:
         """The network the points are of: ``MLPClassifier, depth 2``, or the model alone where it has no depth."""
-        return ", ".join([self.model or "network"] + ([f"depth {self.depth}"] if self.depth is not None else []))
+        return ", ".join([self.model or "network"] + ([f"depth {self.depth}"] if self.depth is not None else [])
+                         + ([f"conv channels {self.conv_channels}"] if self.conv_channels is not None else []))
 
     @property
     def theory(self) -> str:
-        """What the predicted exponents are of: the all-wide MLP; a conv net's wide layer is its contrast."""
-        return "theory" if self.model in (None, "MLPClassifier") else "all-wide theory"
+        """What the predicted exponents are of: a network with every layer wide; a conv net with fixed filters and a
+        wide penultimate layer is its contrast."""
+        every_layer_wide = self.model in (None, "MLPClassifier") or self.conv_channels == "width"
+        return "theory" if every_layer_wide else "all-wide theory"
 
     def text(self) -> str:
         lines = [f"lazy limit, {self.network}: relative movement ~ width^a over widths >= {self.min_width}"]
@@ -220,14 +224,17 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
     depth = depth if depth is not None else (depths[0] if depths else None)
     result = LazyLimit(depth=depth, points={}, min_width=min_width,
                        missing=[f"unreadable: {r.source}: {r.error}" for r in unreadable])
-    # an MLP's and a conv net's movements, or MNIST's and translated MNIST's, are different experiments
-    experiments = sorted({(r.model or "?", r.dataset or "?", r.target or "?") for r in measured
-                          if r.depth == depth and r.model})
+    # an MLP's and a conv net's movements, MNIST's and translated MNIST's, a conv net with only its penultimate
+    # layer wide and one with every layer wide: different experiments
+    experiments = sorted({(r.model or "?", r.dataset or "?", r.target or "?", str(r.settings.get("conv_channels", "")))
+                          for r in measured if r.depth == depth and r.model})
     if len(experiments) > 1:
-        named = "; ".join(" on ".join(e[:2]) + f" ({e[2]})" for e in experiments)
+        named = "; ".join(" on ".join(e[:2]) + f" ({e[2]}" + (f", conv channels {e[3]}" if e[3] else "") + ")"
+                          for e in experiments)
         raise ReportError(f"runs of {len(experiments)} experiments were found at depth {depth}: {named}; give each "
                           f"one's runs apart, e.g. --runs runs/lazy_limit/<its folder>.")
     result.model = experiments[0][0] if experiments else None
+    result.conv_channels = next((r.settings["conv_channels"] for r in measured if "conv_channels" in r.settings), None)
     name = series_names([r for r in measured if r.finished and r.depth == depth])
     failed: set[tuple[str, int, int | None]] = set()
     for run in sorted(measured, key=lambda r: r.time):
@@ -395,7 +402,8 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     movement.set_ylabel("mean ||h_T - h_0|| / ||h_0||")
     patterns.set_ylabel("share / CKA")
     accuracy.set_ylabel("Test accuracy")
-    movement.set_title(f"How far the features moved ({result.network})")
+    network = f"({result.network})"
+    movement.set_title("How far the features moved" + ("\n" if len(network) > 24 else " ") + network)
     patterns.set_title("Unchanged since initialization")
     atlases.set_ylabel("icons the judge names as their cell's class")
     atlases.set_ylim(0.0, 1.05)  # a share: its whole range, so one point does not fill the panel

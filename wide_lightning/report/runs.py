@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from wide_lightning.run_folder import METRIC_SECTIONS
+
 BASE_METRIC = "base/test/acc"  # the original task: test accuracy of the best-validation checkpoint
 PROBE_METRIC = "probe/test/acc_best"  # the new task: the probe's best test accuracy (Section 5.2)
 BASELINE_METRIC = "base/test/acc_best"  # the raw-input linear classifier, same protocol as the probes
@@ -26,7 +28,7 @@ _WANDB_RUN_DIR = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-([A-Za-z0-9]+)$")
 #: ``parameters`` stands for the architecture's settings that no other field records; ``config`` names the config
 #: files (their contents are not recorded), and the batch size and data arguments given on the command line are in
 #: no run record.
-RESULT_SETTINGS = ("target", "parameterization", "lr", "max_epochs", "parameters", "config",
+RESULT_SETTINGS = ("target", "parameterization", "lr", "max_epochs", "parameters", "conv_channels", "config",
                    "probe/target", "probe/lr", "probe/max_epochs", "probe/backbone", "probe/head_parameterization")
 #: The status of a run whose record could not be read: its point is unknown, so a report counts it as missing.
 UNREADABLE = "unreadable"
@@ -116,7 +118,7 @@ def run_from_summary(summary: dict[str, Any], source: str, time: float = 0.0) ->
     """A run from the nested ``summary.json`` that ``wide-lightning fit`` writes (``cli._summary``)."""
     wandb_facts = summary.get("wandb") or {}
     run_id, started = _wandb_dir_facts(wandb_facts.get("dir"))
-    metrics = {f"{section}/{k}": v for section in ("base", "probe", "probe_untrained")
+    metrics = {f"{section}/{k}": v for section in METRIC_SECTIONS
                for k, v in (summary.get(section) or {}).items() if _number(v) is not None}
     flat = {**summary, **{f"probe/{k}": v for k, v in (summary.get("probe") or {}).items()}}
     backbone = ((summary.get("weights") or {}).get("probe") or {}).get("reads")

@@ -34,6 +34,10 @@ class ConvClassifier(ClassificationTask):
         h = self.hparams
         return ConvNet(h.input_shape, h.num_classes, h.width, h.conv_channels, h.parameterization, h.mup_base_width)
 
+    def facts(self) -> dict[str, Any]:
+        # "width" (every layer scales with n) or a fixed count: two experiments, even where the counts agree
+        return {**super().facts(), "conv_channels": self.hparams.conv_channels}
+
 
 class MLPClassifier(ClassificationTask):
     """A fully-connected net of ``depth`` hidden layers (Section 5.1, Figure 4 left).
