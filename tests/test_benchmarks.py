@@ -168,6 +168,21 @@ def test_coord_check_records_each_width_and_step_and_the_base_width_mup_net_is_t
     assert coords["mup"][("net.head", 64, 1)] < coords["standard"][("net.head", 64, 1)]  # MuReadout's smaller logits
 
 
+def test_coord_checks_first_step_terms_add_up_to_the_change_and_the_base_mup_net_is_the_standard_one():
+    from benchmarks.coord_check import batch, first_step
+
+    data = batch(None, 16)
+    terms = {p: first_step(p, [16, 64], 0.05, data) for p in ("standard", "mup")}
+    for p, by_width in terms.items():
+        for t in by_width.values():
+            assert t["residual"] < 1e-5 * t["carried"] + 1e-7  # dW2 h1 + db2 + W2 dh1 + dW2 dh1 is the change
+            assert t["dh2"] > 0 and t["dh1"] > 0 and t["cross"] < t["carried"]
+    for key in ("dh2", "own", "carried", "cross", "dh1"):  # at the base width, the same net
+        assert terms["mup"][16][key] == pytest.approx(terms["standard"][16][key], rel=1e-5)
+    zeroed = first_step("mup", [16, 64], 0.05, data, zero_logits=True)
+    assert zeroed[16]["dh2"] != pytest.approx(terms["mup"][16]["dh2"], rel=1e-3)  # the initial logits are set aside
+
+
 def test_fault_retry_runs_its_cases_through_the_console_commands_and_checks_them(fake_data_dir, tmp_path):
     env = {**os.environ, "WIDE_LIGHTNING_DATA": str(fake_data_dir),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
