@@ -17,7 +17,8 @@ logits, with the ratio of the largest to the smallest across widths (flat: withi
 ``--first-step`` splits the first SGD step's change of the depth-2 MLP's second hidden layer's
 pre-activation, ``dz2 = dW2 h1 + db2 + W2 dh1 + dW2 dh1``, into the update of its own weights
 (``dW2 h1 + db2``) and the change of the first hidden layer carried up by the initial weights
-(``W2 dh1``), and prints each one's mean absolute value at each width with ``dh1``'s.
+(``W2 dh1``), and prints each one's mean absolute value at each width with ``dh1``'s, and the layer's
+change again with the loss taken at zero logits (``first_step``).
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def run_from_wandb_summary(summary: dict[str, Any], source: str, run_id: str | N
     if state in ("failed", "crashed", "killed", "running") and status == "finished":
         status = state  # the run recorded success but W&B saw it die, or it is still going
     metrics = {k: float(v) for k, v in summary.items()
-               if k.startswith(("base/", "probe/", "probe_untrained/")) and _number(v) is not None}
+               if k.split("/", 1)[0] in METRIC_SECTIONS and _number(v) is not None}
     return Run(
         source=source, run_id=run_id, kind=summary.get("kind"), status=status, model=summary.get("model"),
         dataset=summary.get("dataset"), target=summary.get("target"), width=_int(summary.get("width")),
