@@ -167,6 +167,9 @@ def test_a_conv_net_with_every_layer_wide_is_an_experiment_apart_from_the_contra
                                           r"\(digit, conv channels 32\); ConvClassifier on MNIST \(digit, conv "
                                           r"channels width\)"):
         report_lazy_limit(runs=[str(tmp_path / "all_wide")], out=str(tmp_path / "lazy"), min_width=16)
+    write_runs(tmp_path / "all_wide/mlp", {"ntk": (1.0, -0.5)}, [16, 32])  # an MLP at depth 1 beside them
+    mlp = report_lazy_limit(runs=[str(tmp_path / "all_wide")], out=str(tmp_path / "lazy"), min_width=16, depth=1)
+    assert mlp.network == "MLPClassifier, depth 1"  # the conv runs' filters are not the MLP's
 
 
 def test_a_collapsed_run_is_named_and_left_out_of_the_fit(tmp_path):

@@ -226,15 +226,16 @@ def lazy_limit(runs: list[Run], depth: int | None = None, min_width: int = 256,
                        missing=[f"unreadable: {r.source}: {r.error}" for r in unreadable])
     # an MLP's and a conv net's movements, MNIST's and translated MNIST's, a conv net with only its penultimate
     # layer wide and one with every layer wide: different experiments
+    at_depth = [r for r in measured if r.depth == depth and r.model]
     experiments = sorted({(r.model or "?", r.dataset or "?", r.target or "?", str(r.settings.get("conv_channels", "")))
-                          for r in measured if r.depth == depth and r.model})
+                          for r in at_depth})
     if len(experiments) > 1:
         named = "; ".join(" on ".join(e[:2]) + f" ({e[2]}" + (f", conv channels {e[3]}" if e[3] else "") + ")"
                           for e in experiments)
         raise ReportError(f"runs of {len(experiments)} experiments were found at depth {depth}: {named}; give each "
                           f"one's runs apart, e.g. --runs runs/lazy_limit/<its folder>.")
     result.model = experiments[0][0] if experiments else None
-    result.conv_channels = next((r.settings["conv_channels"] for r in measured if "conv_channels" in r.settings), None)
+    result.conv_channels = next((r.settings["conv_channels"] for r in at_depth if "conv_channels" in r.settings), None)
     name = series_names([r for r in measured if r.finished and r.depth == depth])
     failed: set[tuple[str, int, int | None]] = set()
     for run in sorted(measured, key=lambda r: r.time):
