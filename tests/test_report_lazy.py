@@ -9,7 +9,7 @@ import math
 import pytest
 
 from tests.conftest import REPO
-from wide_lightning.report.lazy_limit import fit_exponent, planned_points, report_lazy_limit
+from wide_lightning.report.lazy_limit import fit_exponent, lazy_limit_figure, planned_points, report_lazy_limit
 from wide_lightning.report.runs import ReportError
 
 
@@ -209,3 +209,22 @@ def test_a_transfer_scans_probe_accuracy_is_read_drawn_and_said_beside_the_origi
     header, first = (tmp_path / "lazy.csv").read_text().splitlines()[:2]
     assert {"probe/test/acc_best_mean", "probe_untrained/test/acc_best_mean"} <= set(header.split(","))
     assert float(dict(zip(header.split(","), first.split(",")))["probe/test/acc_best_mean"]) == pytest.approx(0.5675)
+
+
+def test_the_keys_sit_outside_the_panels_and_the_colour_key_carries_each_exponent(tmp_path):
+    """With three parameterizations a panel holds up to nine curves: a key inside it would hide some of them."""
+    write_runs(tmp_path / "runs", {"standard": (1.0, -0.1), "ntk": (2.0, -0.5), "mup": (1.5, 0.0)},
+               [64, 256, 1024, 4096])
+    figure = lazy_limit_figure(report_lazy_limit(runs=[str(tmp_path / "runs")], out=str(tmp_path / "lazy")))
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    panel_keys = [(axes, axes.get_legend()) for axes in figure.axes if axes.get_legend() is not None]
+    assert len(panel_keys) == 3  # movement, patterns, accuracy (the atlas panel has no runs and says so)
+    for axes, key in panel_keys:
+        assert not key.get_window_extent(renderer).overlaps(axes.get_window_extent(renderer))
+    (colours,) = figure.legends
+    labels = [text.get_text() for text in colours.get_texts()]
+    assert labels[1] == "ntk: movement exponent a = -0.500 ± 0.000 (theory -0.5)" and labels[0] == (
+        "standard: movement exponent a = -0.100 ± 0.000")  # no theory for standard
+    assert not any(colours.get_window_extent(renderer).overlaps(axes.get_window_extent(renderer))
+                   for axes in figure.axes)

@@ -337,24 +337,39 @@ def colour_of(series: str, every: list[str]) -> str:
     return base if shade == 0 else tuple(c * 0.55 ** shade for c in to_rgb(base))
 
 
-def accuracy_legend(parameterizations: list[str]) -> list[Any]:
-    """The accuracy panel's key: one colour per parameterization, one line style per measure."""
+def line_key(styles: list[tuple[str, str]]) -> list[Any]:
+    """A panel's key: one grey line per measure, its style as drawn (the colours have the figure's key)."""
     from matplotlib.lines import Line2D
 
-    return [Line2D([], [], color=colour_of(p, parameterizations), marker="o", markersize=3, label=p)
-            for p in parameterizations] + [
-        Line2D([], [], color="gray", linestyle=style, label=label) for style, label in
-        (("-", "original task"), ("--", "probe (new task)"), (":", "probe of the untrained network (floor)"))]
+    return [Line2D([], [], color="gray", linestyle=style, label=label) for style, label in styles]
 
 
-def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
+def colour_key(result: LazyLimit) -> list[Any]:
+    """The figure's key: one colour per parameterization, with its fitted movement exponent and theory's."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for p in result.parameterizations:
+        fitted, predicted = result.exponent(p), PREDICTED_EXPONENT.get(parameterization_of(p))
+        label = p
+        if fitted:
+            spread = f" ± {fitted[1]:.3f}" if math.isfinite(fitted[1]) else ""
+            label += f": movement exponent a = {fitted[0]:+.3f}{spread}"
+            label += f" ({result.theory} {predicted:+.1f})" if predicted is not None else ""
+        handles.append(Line2D([], [], color=colour_of(p, result.parameterizations), marker="o", markersize=3,
+                              label=label))
+    return handles
+
+
+def lazy_limit_figure(result: LazyLimit) -> Any:
     """Four panels against width (log axis): relative movement (log-log, with the fitted exponent), the share of
     unchanged ReLU patterns and CKA, the atlases' recognizability (hidden state, classifier subspace, untrained
-    floor), test accuracy; mean and standard deviation over seeds."""
+    floor), test accuracy; mean and standard deviation over seeds. The keys sit below the panels, where they
+    cover no curve: the colours (one per parameterization) under the figure, each panel's line styles under it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(17.0, 4.0), layout="constrained")
+    figure = Figure(figsize=(17.0, 5.0), layout="constrained")
     FigureCanvasAgg(figure)
     movement, patterns, atlases, accuracy = figure.subplots(1, 4, sharex=True)  # one width axis for all four
     for p in result.parameterizations:
@@ -368,37 +383,42 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
                               yerr=[0.0 if math.isnan(s) else s for _, _, s in kept], color=color, marker="o",
                               markersize=3, capsize=3, **style)
 
-        fitted = result.exponent(p)
-        label = f"{p}: a = {fitted[0]:+.2f} ± {fitted[1]:.2f}" if fitted and math.isfinite(fitted[1]) else (
-            f"{p}: a = {fitted[0]:+.2f}" if fitted else p)
-        curve(movement, MOVEMENT, label=label + " (hidden state)")
-        curve(movement, HEAD_SPAN, linestyle="--", label=f"{p} (classifier subspace)")
+        curve(movement, MOVEMENT)
+        curve(movement, HEAD_SPAN, linestyle="--")
         predicted = PREDICTED_EXPONENT.get(parameterization_of(p))
         fitted_widths = [w for w in widths if w >= result.min_width and math.isfinite(result.stats(p, w, MOVEMENT)[0])]
         if predicted is not None and fitted_widths:  # theory's slope through the narrowest fitted point
             anchor, level = fitted_widths[0], result.stats(p, fitted_widths[0], MOVEMENT)[0]
             movement.plot(fitted_widths, [level * (w / anchor) ** predicted for w in fitted_widths], color=color,
-                          linestyle=":", alpha=0.6, label=f"{p}: {result.theory}, n^{predicted:+.1f}")
-        curve(patterns, PATTERNS, label=f"{p}: unchanged ReLU patterns")
-        curve(patterns, CKA, linestyle="--", label=f"{p}: CKA(h0, hT)")
-        curve(atlases, "atlas/hidden/judge", label=f"{p}: hidden state")
-        curve(atlases, "atlas/classifier_subspace/judge", linestyle="--", label=f"{p}: classifier subspace")
-        curve(atlases, "atlas/untrained/judge", linestyle=":", label=f"{p}: untrained (floor)")
-        curve(accuracy, ACCURACY, label=f"{p}: original task")
-        curve(accuracy, PROBE, linestyle="--", label=f"{p}: probe (new task)")
-        curve(accuracy, PROBE_UNTRAINED, linestyle=":", label=f"{p}: probe of the untrained network (floor)")
+                          linestyle=":", alpha=0.6)
+        curve(patterns, PATTERNS)
+        curve(patterns, CKA, linestyle="--")
+        curve(atlases, "atlas/hidden/judge")
+        curve(atlases, "atlas/classifier_subspace/judge", linestyle="--")
+        curve(atlases, "atlas/untrained/judge", linestyle=":")
+        curve(accuracy, ACCURACY)
+        curve(accuracy, PROBE, linestyle="--")
+        curve(accuracy, PROBE_UNTRAINED, linestyle=":")
     transfer = any(math.isfinite(result.stats(p, w, PROBE)[0]) for p, w in result.points)
-    for axes in (movement, patterns, atlases, accuracy):
+    keys = {movement: [("-", "hidden state"), ("--", "classifier subspace (trained head)"),
+                       (":", f"{result.theory}: n^a through the first fitted width")],
+            patterns: [("-", "unchanged ReLU patterns"), ("--", "CKA(h0, hT)")],
+            atlases: [("-", "hidden state"), ("--", "classifier subspace"), (":", "untrained network (floor)")],
+            accuracy: [("-", "original task")] + ([("--", "probe (new task)"),
+                                                    (":", "probe of the untrained network (floor)")]
+                                                   if transfer else [])}
+    for axes, styles in keys.items():
         axes.set_xscale("log", base=2)
         axes.set_xlabel("Width n")
-        if axes is accuracy and transfer:  # nine curves: a colour per parameterization, a line style per measure
-            accuracy.legend(handles=accuracy_legend(result.parameterizations), fontsize="x-small")
-        elif axes.has_data():
-            axes.legend(fontsize="x-small")
+        if axes.has_data():
+            axes.legend(handles=line_key(styles), fontsize="x-small", loc="upper center",
+                        bbox_to_anchor=(0.5, -0.14), frameon=False)
         else:  # say so, rather than leave an empty frame that reads like a zero
             axes.text(0.5, 0.5, "no runs with these numbers" + ("\n(wide-lightning-atlas writes them)"
                                                                 if axes is atlases else ""),
                       ha="center", va="center", transform=axes.transAxes, color="gray")
+    figure.legend(handles=colour_key(result), loc="outside lower center", ncol=min(3, len(result.parameterizations)),
+                  fontsize="small", frameon=False)
     movement.set_yscale("log")
     movement.set_ylabel("mean ||h_T - h_0|| / ||h_0||")
     patterns.set_ylabel("share / CKA")
@@ -411,7 +431,11 @@ def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
     atlases.set_title("Atlas recognizability")
     accuracy.set_title(("Original task and probe" if transfer else "Original task")
                        + ("" if not result.missing else " (incomplete: see .missing.txt)"))
-    figure.savefig(path, dpi=150)
+    return figure
+
+
+def draw_lazy_limit(result: LazyLimit, path: str | os.PathLike) -> Path:
+    lazy_limit_figure(result).savefig(path, dpi=150)
     return Path(path)
 
 
